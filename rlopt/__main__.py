@@ -1,0 +1,9 @@
+"""``python -m rlopt`` runs the ``rlopt`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from rlopt.cli import main
+
+sys.exit(main())

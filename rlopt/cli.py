@@ -1,0 +1,45 @@
+"""The ``rlopt`` command: ``train | study run | study status | report | optimizers``.
+
+Each subcommand lives in ``rlopt/commands/<name>.py`` with a ``register(subparsers)`` function that adds
+its parser and sets ``func``. Bad user input (``ValueError``, including :class:`rlopt.errors.ConfigError`)
+is printed as one line, ``rlopt: error: ...``, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = ("optimizers", "train", "study", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlopt",
+        description="Compare adaptive optimizers and their beta settings in deep RL (SB3 PPO/SAC on MuJoCo).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"rlopt.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except ValueError as exc:
+        print(f"rlopt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlopt: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``rlopt`` subcommand, each with ``register(subparsers)``."""
