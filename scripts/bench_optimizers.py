@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Step time of every rlopt optimizer against ``torch.optim.Adam(fused=True)``, side by side in one run.
+
+Parameters and gradients are those of a PPO-sized actor-critic (two 2x64 tanh MLPs on HalfCheetah's
+17-d observation, 11k parameters) and a SAC-sized set (actor and two critics, 2x256 each). Each
+configuration is timed over ``--steps`` optimizer steps, ``--repeats`` times, interleaved so that machine
+noise hits every configuration alike; the table shows the median time per step and its ratio to fused
+Adam measured in the same run.
+
+Usage:
+    python scripts/bench_optimizers.py [--device cpu|cuda] [--steps 500] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from rlopt.optim import OPTIMIZERS, make_optimizer
+
+
+def mlp(n_in: int, n_out: int, hidden: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_in, hidden), torch.nn.Tanh(),
+        torch.nn.Linear(hidden, hidden), torch.nn.Tanh(),
+        torch.nn.Linear(hidden, n_out),
+    )
+
+
+def ppo_sized() -> torch.nn.Module:
+    model = torch.nn.ModuleDict({"actor": mlp(17, 6, 64), "critic": mlp(17, 1, 64)})
+    model.register_parameter("log_std", torch.nn.Parameter(torch.zeros(6)))
+    return model
+
+
+def sac_sized() -> torch.nn.Module:
+    return torch.nn.ModuleDict(
+        {"actor": mlp(17, 12, 256), "q1": mlp(23, 1, 256), "q2": mlp(23, 1, 256)}
+    )
+
+
+NETWORKS: dict[str, Callable[[], torch.nn.Module]] = {"ppo 2x64": ppo_sized, "sac 3x(2x256)": sac_sized}
+
+
+def configurations() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]:
+    """Name -> builder. Baselines first; rlopt optimizers in each implementation they offer."""
+    configs: dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
+        "torch Adam (fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
+        "torch Adam (default)": lambda ps: torch.optim.Adam(ps, lr=1e-3),
+    }
+    for name, spec in sorted(OPTIMIZERS.items()):
+        if spec.source != "rlopt":
+            continue
+        impls = spec.extra.get("impl_choices", None) if isinstance(spec.extra, dict) else None
+        if "impl" in spec.extra:
+            for impl in ("flat", "foreach", "reference"):
+                configs[f"rlopt {name} ({impl})"] = (
+                    lambda ps, n=name, i=impl: make_optimizer(n, ps, impl=i)
+                )
+        elif "foreach" in spec.extra:
+            for foreach in (True, False):
+                label = "foreach" if foreach else "reference"
+                configs[f"rlopt {name} ({label})"] = (
+                    lambda ps, n=name, f=foreach: make_optimizer(n, ps, foreach=f)
+                )
+        else:
+            configs[f"rlopt {name}"] = lambda ps, n=name: make_optimizer(n, ps)
+        del impls
+    try:
+        import pytorch_optimizer as po
+
+        for name in ("adopt", "adan", "adabelief"):
+            cls = po.load_optimizer(name)
+            configs[f"pytorch-optimizer {name}"] = lambda ps, c=cls: c(ps, lr=1e-3)
+    except ImportError:
+        pass
+    return configs
+
+
+def time_steps(opt: torch.optim.Optimizer, steps: int, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.step()
+    sync()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (SB3 runs use 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    console = Console(width=140)
+    console.print(
+        f"torch {torch.__version__}, python {platform.python_version()}, {platform.processor() or platform.machine()}, "
+        f"threads {torch.get_num_threads()}, device {device}, {args.steps} steps x {args.repeats} repeats (median)"
+    )
+    for net_name, make_net in NETWORKS.items():
+        torch.manual_seed(0)
+        runs: dict[str, tuple[torch.optim.Optimizer, list[float]]] = {}
+        n_params = 0
+        for label, builder in configurations().items():
+            net = make_net().to(device)
+            params = list(net.parameters())
+            n_params = sum(p.numel() for p in params)
+            opt = builder(params)
+            for p in params:
+                p.grad = torch.randn_like(p) * 1e-2
+            opt.step()  # lazy state creation outside the timing
+            runs[label] = (opt, [])
+        for _ in range(args.repeats):
+            for _label, (opt, times) in runs.items():
+                times.append(time_steps(opt, args.steps, device))
+        base = statistics.median(runs["torch Adam (fused)"][1])
+        table = Table(title=f"{net_name}: {n_params:,} parameters")
+        table.add_column("configuration")
+        table.add_column("median step (us)", justify="right")
+        table.add_column("ratio to fused Adam", justify="right")
+        for label, (_opt, times) in runs.items():
+            med = statistics.median(times)
+            table.add_row(label, f"{med * 1e6:.1f}", f"{med / base:.2f}x")
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
