@@ -1,0 +1,277 @@
+"""From run records to the per-task arrays that :mod:`rlopt.stats` works on.
+
+A run enters the statistics when it finished: status ``ok``, or ``diverged`` (a diverged run is a real
+outcome of its optimizer; it scores its last evaluation and its curve stays at that value). Pruned,
+stopped and failed runs, and runs still in progress, are left out and counted (:class:`RunCensus`).
+
+Scores are normalised per task so tasks can be pooled: ``(x − low) / (high − low)`` with reference
+scores (e.g. a random and an expert policy) when the study gives them, else with the worst and best
+evaluation seen on that task in this study (:meth:`Normaliser.from_runs`), which is stated in reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rlopt import stats
+from rlopt.errors import ConfigError
+
+USABLE_STATES = ("ok", "diverged")
+EXCLUDED_STATES = ("pruned", "stopped", "failed", "running")
+SCORE_METRICS = ("final_return", "auc")
+STABILITY_COUNTS = ("return_collapses", "loss_spikes", "nan_events")
+STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "late_std")
+
+
+class RunLike(Protocol):
+    """The fields of :class:`rlopt.results.RunRecord` that the statistics read (see docs/CONTRACTS.md)."""
+
+    study: str
+    trial: int
+    trial_state: str
+    optimizer: str
+    setting: str
+    params: Mapping[str, Any]
+    task: str
+    seed: int
+    timesteps: np.ndarray
+    returns: np.ndarray
+    metrics: Mapping[str, Any]
+    run_dir: Path
+
+
+def run_state(record: RunLike) -> str:
+    """``ok | diverged | pruned | stopped | failed | running`` from the run's metrics and its trial state."""
+    status = (record.metrics or {}).get("status")
+    if status in USABLE_STATES or status in ("pruned", "stopped", "failed"):
+        return str(status)
+    return {"PRUNED": "pruned", "FAIL": "failed"}.get(record.trial_state, "running")
+
+
+def is_usable(record: RunLike) -> bool:
+    """Whether the run finished (``ok`` or ``diverged``) and so enters the statistics."""
+    return run_state(record) in USABLE_STATES
+
+
+def arm_label(record: RunLike) -> str:
+    """The arm a run belongs to in tables and plots: its ``setting`` label, else its optimizer."""
+    return record.setting or record.optimizer
+
+
+@dataclass(frozen=True)
+class RunCensus:
+    """How many runs are in each state; ``partial`` when some are still running."""
+
+    counts: Mapping[str, int]
+
+    @classmethod
+    def of(cls, records: Iterable[RunLike]) -> RunCensus:
+        counts = Counter(run_state(r) for r in records)
+        return cls({state: counts.get(state, 0) for state in (*USABLE_STATES, *EXCLUDED_STATES)})
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def usable(self) -> int:
+        return sum(self.counts[s] for s in USABLE_STATES)
+
+    @property
+    def partial(self) -> bool:
+        return self.counts["running"] > 0
+
+    def describe(self) -> str:
+        """``"12 runs: 10 ok, 1 diverged, 1 pruned"`` (states with zero runs left out)."""
+        parts = [f"{n} {state}" for state, n in self.counts.items() if n]
+        return f"{self.total} runs: " + (", ".join(parts) if parts else "none")
+
+
+def _finite_curve(record: RunLike) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.asarray(record.timesteps, dtype=float)
+    returns = np.asarray(record.returns, dtype=float)
+    keep = np.isfinite(steps) & np.isfinite(returns)
+    return steps[keep], returns[keep]
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def run_score(record: RunLike, metric: str) -> float:
+    """A run's raw score: ``final_return`` or ``auc`` from metrics.json, else from its eval curve.
+
+    A run whose metrics lack the value (e.g. diverged before the end) scores its last evaluation
+    (``final_return``) or the mean of its evaluations (``auc``); NaN when it has none.
+    """
+    if metric not in SCORE_METRICS:
+        raise ConfigError(f"score metric {metric!r} is not one of: {', '.join(SCORE_METRICS)}")
+    value = _finite((record.metrics or {}).get(metric))
+    if value is not None:
+        return value
+    _, returns = _finite_curve(record)
+    if not len(returns):
+        return math.nan
+    return float(returns[-1] if metric == "final_return" else np.mean(returns))
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Per-task reference scores: ``low`` maps to 0 and ``high`` to 1.
+
+    Attributes:
+        bounds: ``{task: (low, high)}``.
+        source: One line saying where the references come from, for reports.
+    """
+
+    bounds: Mapping[str, tuple[float, float]]
+    source: str
+
+    @classmethod
+    def from_references(cls, references: Mapping[str, Any], source: str = "reference scores") -> Normaliser:
+        """From ``{task: (low, high)}`` or ``{task: {"random": low, "reference": high}}``.
+
+        Raises:
+            ConfigError: if a task's references are not two different finite numbers.
+        """
+        bounds: dict[str, tuple[float, float]] = {}
+        for task, ref in references.items():
+            pair = (ref.get("random"), ref.get("reference")) if isinstance(ref, Mapping) else ref
+            try:
+                low, high = (float(v) for v in pair)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"reference scores for task {task!r} must be [low, high] or "
+                    f"{{random: low, reference: high}}, got {ref!r}"
+                ) from None
+            if not (math.isfinite(low) and math.isfinite(high)) or low == high:
+                raise ConfigError(
+                    f"reference scores for task {task!r} must be two different numbers, got {ref!r}"
+                )
+            bounds[str(task)] = (low, high)
+        return cls(bounds, source)
+
+    @classmethod
+    def from_tasks(cls, tasks: Iterable[Any], source: str = "") -> Normaliser:
+        """From task entries of a suite (``rlopt.envs.Task``: ``name``, ``random_return``,
+        ``reference_return``): 0 is a uniform random policy, 1 the published reference."""
+        tasks = list(tasks)
+        bounds = {t.name: (float(t.random_return), float(t.reference_return)) for t in tasks}
+        sources = sorted({str(getattr(t, "reference_source", "")) for t in tasks} - {""})
+        text = source or "0 = uniform random policy, 1 = reference return"
+        if sources:
+            text += " (" + "; ".join(sources) + ")"
+        return cls(bounds, text)
+
+    @classmethod
+    def from_runs(cls, records: Iterable[RunLike]) -> Normaliser:
+        """Min–max over every evaluation of the finished runs of each task (0 = worst seen, 1 = best)."""
+        seen: dict[str, list[float]] = {}
+        for record in records:
+            if not is_usable(record):
+                continue
+            _, returns = _finite_curve(record)
+            values = list(returns)
+            for metric in SCORE_METRICS:
+                score = _finite((record.metrics or {}).get(metric))
+                if score is not None:
+                    values.append(score)
+            seen.setdefault(record.task, []).extend(values)
+        bounds = {}
+        for task, values in seen.items():
+            if not values:
+                continue
+            low, high = min(values), max(values)
+            bounds[task] = (low, high) if high > low else (low, low + 1.0)
+        return cls(bounds, "min–max over every evaluation of this study's finished runs on each task")
+
+    def __call__(self, task: str, values: np.ndarray | float) -> np.ndarray:
+        """Normalised ``values`` of ``task``."""
+        if task not in self.bounds:
+            have = ", ".join(sorted(self.bounds)) or "none"
+            raise ConfigError(f"no reference scores for task {task!r} (have: {have})")
+        low, high = self.bounds[task]
+        return stats.normalise(values, low, high)
+
+
+def by_task(records: Iterable[RunLike]) -> dict[str, list[RunLike]]:
+    """Finished runs grouped by task, tasks in sorted order."""
+    out: dict[str, list[RunLike]] = {}
+    for record in records:
+        if is_usable(record):
+            out.setdefault(record.task, []).append(record)
+    return dict(sorted(out.items()))
+
+
+def scores(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None) -> np.ndarray:
+    """Scores of runs of one task (normalised when ``normaliser`` is given), NaNs dropped."""
+    if not records:
+        return np.empty(0)
+    values = np.array([run_score(r, metric) for r in records], dtype=float)
+    values = values[np.isfinite(values)]
+    return normaliser(records[0].task, values) if normaliser is not None else values
+
+
+def stability_value(record: RunLike, metric: str, normaliser: Normaliser | None = None) -> float:
+    """One run's instability measure.
+
+    ``return_collapses``, ``loss_spikes``, ``nan_events`` come from metrics.json ``stability``;
+    ``instabilities`` is their sum; ``late_std`` is the standard deviation of the (normalised) eval
+    returns over the last quarter of training.
+    """
+    if metric == "late_std":
+        steps, returns = _finite_curve(record)
+        if normaliser is not None and len(returns):
+            returns = normaliser(record.task, returns)
+        return stats.late_variation(steps, returns)[0]
+    if metric not in STABILITY_METRICS:
+        raise ConfigError(f"stability metric {metric!r} is not one of: {', '.join(STABILITY_METRICS)}")
+    counts = (record.metrics or {}).get("stability") or {}
+    names = STABILITY_COUNTS if metric == "instabilities" else (metric,)
+    values = [_finite(counts.get(name)) for name in names]
+    return math.nan if any(v is None for v in values) else float(sum(v for v in values if v is not None))
+
+
+def stability_values(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None) -> np.ndarray:
+    """Instability measure of every run of one task, NaNs (missing data) dropped."""
+    values = np.array([stability_value(r, metric, normaliser) for r in records], dtype=float)
+    return values[np.isfinite(values)]
+
+
+def common_grid(records: Iterable[RunLike]) -> np.ndarray:
+    """Eval steps shared by the curves: every step any finished run evaluated at, up to the last step
+    every ``ok`` run reached (diverged runs end early and are held at their last value)."""
+    curves = [(run_state(r), _finite_curve(r)[0]) for r in records if is_usable(r)]
+    curves = [(state, steps) for state, steps in curves if len(steps)]
+    if not curves:
+        return np.empty(0)
+    ends = [steps[-1] for state, steps in curves if state == "ok"] or [steps[-1] for _, steps in curves]
+    grid = np.unique(np.concatenate([steps for _, steps in curves]))
+    return grid[grid <= min(ends)]
+
+
+def curve_matrix(records: Sequence[RunLike], grid: np.ndarray, normaliser: Normaliser | None) -> np.ndarray:
+    """Each run's eval returns linearly interpolated on ``grid``: shape (n_runs, len(grid)).
+
+    Runs with no evaluation are skipped; outside a run's evaluations its edge values are held.
+    """
+    rows = []
+    for record in records:
+        steps, returns = _finite_curve(record)
+        if not len(steps):
+            continue
+        if normaliser is not None:
+            returns = normaliser(record.task, returns)
+        rows.append(np.interp(grid, steps, returns))
+    return np.array(rows, dtype=float).reshape(len(rows), len(grid))

@@ -1,0 +1,135 @@
+"""rlopt.scores: which runs count, raw and normalised scores, curves on a common grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rlopt import scores
+from rlopt.errors import ConfigError
+
+
+def record(
+    status: str | None = "ok",
+    trial_state: str = "COMPLETE",
+    task: str = "Hopper-v5",
+    steps: list[float] | None = None,
+    returns: list[float] | None = None,
+    **metrics: Any,
+) -> Any:
+    """A RunRecord-shaped object (fields of docs/CONTRACTS.md)."""
+    steps = steps if steps is not None else [0.0, 500.0, 1000.0]
+    returns = returns if returns is not None else [0.0, 10.0, 20.0]
+    if status is not None:
+        metrics["status"] = status
+    return SimpleNamespace(
+        study="s",
+        trial=0,
+        trial_state=trial_state,
+        optimizer="adam",
+        setting="",
+        params={},
+        task=task,
+        seed=0,
+        timesteps=np.array(steps),
+        returns=np.array(returns),
+        metrics=metrics,
+        run_dir=Path("."),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "trial_state", "expected"),
+    [
+        ("ok", "RUNNING", "ok"),  # a finished run of a trial that is still running its other runs
+        ("diverged", "COMPLETE", "diverged"),
+        ("pruned", "PRUNED", "pruned"),
+        (None, "PRUNED", "pruned"),
+        (None, "FAIL", "failed"),
+        (None, "RUNNING", "running"),
+        (None, "COMPLETE", "running"),  # no metrics.json status yet
+    ],
+)
+def test_run_state_prefers_the_run_status_over_the_trial_state(
+    status: str | None, trial_state: str, expected: str
+) -> None:
+    assert scores.run_state(record(status, trial_state)) == expected
+
+
+def test_census_counts_every_state_and_flags_running_runs_as_partial() -> None:
+    runs = [record("ok"), record("ok"), record("diverged"), record("pruned"), record(None, "RUNNING")]
+    census = scores.RunCensus.of(runs)
+    assert (census.total, census.usable, census.counts["pruned"], census.partial) == (5, 3, 1, True)
+    assert census.describe() == "5 runs: 2 ok, 1 diverged, 1 pruned, 1 running"
+    assert not scores.RunCensus.of(runs[:4]).partial
+
+
+def test_run_score_reads_metrics_and_falls_back_to_the_curve() -> None:
+    assert scores.run_score(record(final_return=42.0), "final_return") == 42.0
+    diverged = record("diverged", returns=[0.0, 8.0, float("nan")], final_return=None)
+    assert scores.run_score(diverged, "final_return") == 8.0
+    assert scores.run_score(diverged, "auc") == 4.0
+    with pytest.raises(ConfigError, match="'best' is not one of: final_return, auc"):
+        scores.run_score(diverged, "best")
+
+
+def test_normaliser_from_references_accepts_both_forms_and_rejects_bad_ones() -> None:
+    norm = scores.Normaliser.from_references({"A": (0, 200), "B": {"random": -100, "reference": 100}})
+    assert norm("A", 50.0) == pytest.approx(0.25)
+    assert norm("B", 0.0) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="no reference scores for task 'C' \\(have: A, B\\)"):
+        norm("C", 1.0)
+    with pytest.raises(ConfigError, match="task 'A' must be two different numbers"):
+        scores.Normaliser.from_references({"A": (3, 3)})
+
+
+def test_normaliser_from_suite_tasks_maps_random_to_zero_and_reference_to_one() -> None:
+    task = SimpleNamespace(
+        name="Hopper-v5", random_return=18.0, reference_return=2318.0, reference_source="zoo"
+    )
+    norm = scores.Normaliser.from_tasks([task])
+    assert norm("Hopper-v5", np.array([18.0, 2318.0])) == pytest.approx([0.0, 1.0])
+    assert "zoo" in norm.source
+
+
+def test_normaliser_from_runs_spans_the_finished_runs_only() -> None:
+    runs = [
+        record(returns=[-5.0, 0.0, 5.0]),
+        record(returns=[1.0, 15.0, 10.0]),
+        record("pruned", returns=[99.0]),
+    ]
+    norm = scores.Normaliser.from_runs(runs)
+    assert norm.bounds["Hopper-v5"] == (-5.0, 15.0)
+
+
+def test_common_grid_stops_where_the_shortest_finished_run_stops() -> None:
+    runs = [
+        record(steps=[0, 500, 1000]),
+        record(steps=[0, 250, 750], returns=[0.0, 1.0, 2.0]),
+        record("diverged", steps=[0, 100], returns=[0.0, 1.0]),  # ends early but does not cut the grid
+        record("pruned", steps=[0, 50], returns=[0.0, 1.0]),
+    ]
+    assert scores.common_grid(runs) == pytest.approx([0, 100, 250, 500, 750])
+
+
+def test_curve_matrix_interpolates_and_holds_a_diverged_run_at_its_last_value() -> None:
+    grid = np.array([0.0, 250.0, 500.0, 1000.0])
+    runs = [record(), record("diverged", steps=[0.0, 500.0], returns=[0.0, 4.0])]
+    matrix = scores.curve_matrix(runs, grid, scores.Normaliser.from_references({"Hopper-v5": (0, 20)}))
+    assert matrix == pytest.approx(np.array([[0.0, 0.25, 0.5, 1.0], [0.0, 0.1, 0.2, 0.2]]))
+
+
+def test_stability_values_sum_the_events_and_measure_late_variation() -> None:
+    run = record(
+        stability={"return_collapses": 2, "loss_spikes": 3, "nan_events": 0},
+        steps=[0, 250, 500, 750, 1000],
+        returns=[0.0, 5.0, 9.0, 10.0, 12.0],
+    )
+    assert scores.stability_value(run, "instabilities") == 5.0
+    assert scores.stability_value(run, "loss_spikes") == 3.0
+    assert scores.stability_value(run, "late_std") == pytest.approx(np.std([10.0, 12.0], ddof=1))
+    assert np.isnan(scores.stability_value(record(), "return_collapses"))  # no stability recorded

@@ -1,0 +1,343 @@
+"""Claims from study files, and verdicts on constructed runs where the answer is known."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rlopt.errors import ConfigError
+from rlopt.scores import Normaliser
+from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_from_config, evaluate
+
+TASKS = ("Hopper-v5", "Walker2d-v5")
+REFS = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})
+BOOT = {"normaliser": REFS, "n_resamples": 300, "seed": 0}
+
+
+@dataclass(frozen=True)
+class Run:
+    """Same fields as rlopt.results.RunRecord (docs/CONTRACTS.md)."""
+
+    study: str
+    trial: int
+    trial_state: str
+    optimizer: str
+    setting: str
+    params: dict[str, Any]
+    task: str
+    seed: int
+    timesteps: np.ndarray
+    returns: np.ndarray
+    metrics: dict[str, Any]
+    run_dir: Path = field(default=Path("."))
+
+
+def run(
+    optimizer: str,
+    task: str,
+    seed: int,
+    final: float,
+    *,
+    setting: str = "",
+    status: str = "ok",
+    curve: list[float] | None = None,
+    stability: dict[str, int] | None = None,
+    **params: Any,
+) -> Run:
+    returns = np.array(curve if curve is not None else [0.0, final / 2, final], dtype=float)
+    steps = np.linspace(0.0, 1000.0, len(returns))
+    metrics = {
+        "status": status,
+        "final_return": final,
+        "auc": float(np.mean(returns)),
+        "stability": stability or {"return_collapses": 0, "loss_spikes": 0, "nan_events": 0},
+    }
+    trial_state = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED"}.get(status, "RUNNING")
+    return Run(
+        "s", seed, trial_state, optimizer, setting or optimizer, params, task, seed, steps, returns, metrics
+    )
+
+
+def arm(optimizer: str, finals: list[float], tasks: tuple[str, ...] = TASKS, **kwargs: Any) -> list[Run]:
+    return [run(optimizer, t, s, f, **kwargs) for t in tasks for s, f in enumerate(finals)]
+
+
+def claim(kind: str, **extra: Any) -> Claim:
+    d = {
+        "statement": "A beats B",
+        "source": "Paper 2024",
+        "kind": kind,
+        "candidate": {"optimizer": "a"},
+        "baseline": {"optimizer": "b"},
+        **extra,
+    }
+    return Claim.from_dict(d)
+
+
+LOW = [10.0, 12.0, 14.0, 16.0, 18.0]
+HIGH = [60.0, 62.0, 64.0, 66.0, 68.0]
+NOISE = [10.0, 40.0, 20.0, 50.0, 30.0]
+NOISE2 = [15.0, 45.0, 25.0, 35.0, 28.0]
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "expected"),
+    [(HIGH, LOW, REPRODUCED), (LOW, HIGH, CONTRADICTED), (NOISE, NOISE2, INCONCLUSIVE)],
+)
+def test_better_follows_the_probability_of_improvement_interval(
+    cand: list, base: list, expected: str
+) -> None:
+    verdict = evaluate(claim("better"), arm("a", cand) + arm("b", base), **BOOT)
+    assert verdict.outcome == expected
+    assert (
+        verdict.interval is not None
+        and verdict.interval.low <= verdict.interval.estimate <= verdict.interval.high
+    )
+    assert "P(improvement)" in verdict.measured and "95% CI" in verdict.measured
+
+
+def test_a_clear_win_with_too_few_seeds_is_inconclusive() -> None:
+    verdict = evaluate(claim("better"), arm("a", HIGH[:2]) + arm("b", LOW[:2]), **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > 0.5
+    assert verdict.outcome == INCONCLUSIVE
+    assert "min_runs 3" in verdict.reason
+
+
+def test_unfinished_runs_do_not_enter_the_verdict() -> None:
+    finished = arm("a", HIGH) + arm("b", LOW)
+    unfinished = arm("a", [-500.0] * 3, status="pruned") + arm("a", [-500.0] * 2, status="running")
+    with_unfinished = evaluate(claim("better"), finished + unfinished, **BOOT)
+    assert with_unfinished.outcome == REPRODUCED
+    assert with_unfinished.interval == evaluate(claim("better"), finished, **BOOT).interval
+
+
+def test_a_diverged_run_scores_its_last_evaluation() -> None:
+    diverged = [run("a", t, 9, float("nan"), status="diverged", curve=[0.0, 5.0]) for t in TASKS]
+    verdict = evaluate(claim("better"), arm("a", [70.0] * 3) + diverged + arm("b", [50.0] * 3), **BOOT)
+    # each task: 3 of 4 candidate runs beat all 3 baseline runs, the diverged one (score 5) loses to all
+    assert verdict.interval is not None and verdict.interval.estimate == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "margin", "expected"),
+    [
+        (LOW, LOW, 0.05, REPRODUCED),  # identical: difference exactly 0 > -0.05
+        (LOW, HIGH, 0.05, CONTRADICTED),  # 50 points (0.5 normalised) worse
+        (NOISE, NOISE2, 0.02, INCONCLUSIVE),
+    ],
+)
+def test_competitive_follows_the_iqm_difference_and_the_margin(
+    cand: list, base: list, margin: float, expected: str
+) -> None:
+    verdict = evaluate(claim("competitive", margin=margin), arm("a", cand) + arm("b", base), **BOOT)
+    assert verdict.outcome == expected
+    assert f"margin −{margin:g}" in verdict.measured
+
+
+def settings(optimizer: str, finals_by_setting: dict[float, list[float]]) -> list[Run]:
+    return [
+        r
+        for b2, finals in finals_by_setting.items()
+        for r in arm(optimizer, finals, setting=f"{optimizer} b2={b2}", betas=[0.9, b2])
+    ]
+
+
+FLAT = {0.9: [40.0, 41.0, 42.0], 0.99: [40.5, 41.5, 42.5], 0.999: [41.0, 42.0, 43.0]}
+STEEP = {0.9: [5.0, 6.0, 7.0], 0.99: [40.0, 41.0, 42.0], 0.999: [80.0, 81.0, 82.0]}
+NOISY = {0.9: [10.0, 60.0, 35.0], 0.99: [20.0, 55.0, 30.0], 0.999: [15.0, 50.0, 40.0]}
+NOISY2 = {0.9: [12.0, 58.0, 33.0], 0.99: [25.0, 52.0, 30.0], 0.999: [18.0, 45.0, 40.0]}
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "expected"),
+    [(FLAT, STEEP, REPRODUCED), (STEEP, FLAT, CONTRADICTED), (NOISY, NOISY2, INCONCLUSIVE)],
+)
+def test_robust_compares_the_spread_across_settings_with_the_baseline(
+    cand: dict, base: dict, expected: str
+) -> None:
+    verdict = evaluate(claim("robust"), settings("a", cand) + settings("b", base), **BOOT)
+    assert verdict.outcome == expected
+    assert "3 values" in verdict.measured
+
+
+@pytest.mark.parametrize(("finals", "expected"), [(FLAT, REPRODUCED), (STEEP, CONTRADICTED)])
+def test_robust_without_baseline_compares_the_spread_with_the_margin(finals: dict, expected: str) -> None:
+    c = Claim.from_dict(
+        {
+            "statement": "s",
+            "source": "p",
+            "kind": "robust",
+            "candidate": {"optimizer": "a"},
+            "group_by": "betas",
+            "margin": 0.2,
+        }
+    )
+    verdict = evaluate(c, settings("a", finals), **BOOT)
+    assert verdict.outcome == expected
+
+
+def unstable(optimizer: str, collapses: list[int]) -> list[Run]:
+    return [
+        run(optimizer, t, s, 50.0, stability={"return_collapses": c, "loss_spikes": 1, "nan_events": 0})
+        for t in TASKS
+        for s, c in enumerate(collapses)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "expected"),
+    [
+        ([0, 0, 0, 0], [3, 4, 5, 3], REPRODUCED),
+        ([3, 4, 5, 3], [0, 0, 0, 0], CONTRADICTED),
+        ([0, 0, 0, 0], [0, 0, 0, 0], INCONCLUSIVE),  # no instabilities anywhere: difference exactly 0
+    ],
+)
+def test_fewer_instabilities_follows_the_difference_of_mean_counts(
+    cand: list, base: list, expected: str
+) -> None:
+    verdict = evaluate(claim("fewer_instabilities"), unstable("a", cand) + unstable("b", base), **BOOT)
+    assert verdict.outcome == expected
+    assert verdict.claim.metric == "instabilities"
+
+
+def scaled(rule: str, kappas: dict[int, list[float]], noise: float, seed: int) -> list[Run]:
+    rng = np.random.default_rng(seed)
+    runs = []
+    for kappa, curve in kappas.items():
+        for task in TASKS:
+            for s in range(4):
+                points = np.array(curve) + rng.normal(0.0, noise, len(curve))
+                runs.append(
+                    run(
+                        "adam",
+                        task,
+                        s,
+                        float(points[-1]),
+                        setting=f"{rule} k={kappa}",
+                        curve=list(points),
+                        scaling_rule=rule,
+                        kappa=kappa,
+                    )
+                )
+    return runs
+
+
+SAME = {1: [0.0, 30.0, 60.0, 80.0], 4: [0.0, 31.0, 61.0, 79.0], 16: [0.0, 29.0, 59.0, 81.0]}
+APART = {1: [0.0, 30.0, 60.0, 80.0], 4: [0.0, 10.0, 20.0, 30.0], 16: [0.0, 50.0, 90.0, 95.0]}
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "noise", "expected"),
+    [(SAME, APART, 1.0, REPRODUCED), (APART, SAME, 1.0, CONTRADICTED), (SAME, SAME, 20.0, INCONCLUSIVE)],
+)
+def test_closest_curves_compares_the_gaps_between_batch_sizes(
+    cand: dict, base: dict, noise: float, expected: str
+) -> None:
+    c = Claim.from_dict(
+        {
+            "statement": "sqrt rule keeps curves together",
+            "source": "Malladi 2022",
+            "kind": "closest_curves",
+            "candidate": {"scaling_rule": "sqrt"},
+            "baseline": {"scaling_rule": "none"},
+        }
+    )
+    verdict = evaluate(c, scaled("sqrt", cand, noise, 1) + scaled("none", base, noise, 2), **BOOT)
+    assert verdict.outcome == expected
+    assert verdict.details["distance_candidate"] >= 0
+
+
+def test_no_matching_runs_is_inconclusive_not_an_error() -> None:
+    verdict = evaluate(claim("better"), arm("a", HIGH), **BOOT)
+    assert verdict.outcome == INCONCLUSIVE
+    assert verdict.interval is None
+
+
+def test_verdict_is_deterministic_given_the_seed() -> None:
+    runs = arm("a", NOISE) + arm("b", NOISE2)
+    assert evaluate(claim("better"), runs, **BOOT) == evaluate(claim("better"), runs, **BOOT)
+
+
+def test_selector_lists_and_alternatives_match_as_documented() -> None:
+    c = Claim.from_dict(
+        {
+            "statement": "s",
+            "source": "p",
+            "kind": "better",
+            "candidate": [{"scaling_rule": "sqrt"}, {"kappa": 1}],
+            "baseline": {"optimizer": ["b", "c"], "betas": [0.9, 0.999]},
+        }
+    )
+    assert c.candidate.matches(run("x", "T", 0, 1.0, scaling_rule="none", kappa=1))
+    assert c.candidate.matches(run("x", "T", 0, 1.0, scaling_rule="sqrt", kappa=4))
+    assert not c.candidate.matches(run("x", "T", 0, 1.0, scaling_rule="none", kappa=4))
+    assert c.baseline is not None
+    assert c.baseline.matches(run("c", "T", 0, 1.0, betas=(0.9, 0.999)))
+    assert not c.baseline.matches(run("c", "T", 0, 1.0, betas=(0.9, 0.99)))
+    assert not c.baseline.matches(run("d", "T", 0, 1.0, betas=(0.9, 0.999)))
+
+
+def test_a_selector_key_no_run_has_is_a_config_error() -> None:
+    c = Claim.from_dict(
+        {
+            "statement": "s",
+            "source": "p",
+            "kind": "better",
+            "candidate": {"optimiser": "a"},
+            "baseline": {"optimizer": "b"},
+        }
+    )
+    with pytest.raises(ConfigError, match="'optimiser' matches no run"):
+        evaluate(c, arm("a", HIGH) + arm("b", LOW), **BOOT)
+
+
+BASE = {
+    "statement": "s",
+    "source": "p",
+    "kind": "better",
+    "candidate": {"optimizer": "a"},
+    "baseline": {"optimizer": "b"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"colour": "red"}, "unknown key 'colour'; accepted keys: statement"),
+        ({"kind": "faster"}, "claim.kind: 'faster' is not one of: better, competitive, robust"),
+        ({"baseline": None}, "kind 'better' needs a 'baseline'"),
+        ({"kind": "competitive"}, "needs 'margin'"),
+        ({"margin": 0.1}, "margin is not used by kind 'better'"),
+        (
+            {"metric": "loss_spikes"},
+            "metric: 'loss_spikes' is not accepted for kind 'better'; accepted: final_return",
+        ),
+        ({"statement": None}, "missing 'statement'"),
+        ({"candidate": {}}, "claim.candidate must be a non-empty mapping"),
+        ({"candidate": "adopt"}, "claim.candidate must be a non-empty mapping"),
+        ({"confidence": 95}, "confidence must be a number in"),
+        ({"min_runs": 1}, "min_runs must be an integer >= 2"),
+        ({"kind": "competitive", "margin": -0.1}, "margin must be a number >= 0"),
+        ({"group_by": "kappa"}, "group_by is not used by kind 'better'"),
+    ],
+)
+def test_bad_claims_name_the_key_and_what_is_accepted(change: dict, match: str) -> None:
+    d = {**BASE, **change}
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        Claim.from_dict({k: v for k, v in d.items() if v is not None})
+
+
+def test_claims_section_may_be_one_claim_or_a_list() -> None:
+    assert len(claims_from_config(BASE)) == 1
+    assert [c.kind for c in claims_from_config([BASE, {**BASE, "kind": "fewer_instabilities"}])] == [
+        "better",
+        "fewer_instabilities",
+    ]
+    assert claims_from_config(None) == ()
+    with pytest.raises(ConfigError, match=r"claim\[1\]: unknown key"):
+        claims_from_config([BASE, {**BASE, "x": 1}])
