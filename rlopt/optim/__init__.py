@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from rlopt.optim.adabelief import AdaBelief
+from rlopt.optim.adamssm import AdamSSM
+from rlopt.optim.adan import Adan
+from rlopt.optim.adopt import ADOPT
+from rlopt.optim.dgclip import DeltaGClip
 from rlopt.optim.registry import (
     OPTIMIZERS,
     OptimizerSpec,
@@ -12,9 +17,15 @@ from rlopt.optim.registry import (
     make_optimizer,
     resolve,
 )
+from rlopt.optim.scaling import scale_hyperparameters
 
 __all__ = [
+    "ADOPT",
     "OPTIMIZERS",
+    "AdaBelief",
+    "AdamSSM",
+    "Adan",
+    "DeltaGClip",
     "OptimizerSpec",
     "ResolvedOptimizer",
     "build",
@@ -22,4 +33,5 @@ __all__ = [
     "known_names",
     "make_optimizer",
     "resolve",
+    "scale_hyperparameters",
 ]

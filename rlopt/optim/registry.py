@@ -19,6 +19,12 @@ from typing import Any
 
 import torch
 
+from rlopt.optim import adabelief, adamssm, adan, adopt
+from rlopt.optim.adabelief import AdaBelief
+from rlopt.optim.adamssm import AdamSSM
+from rlopt.optim.adan import Adan
+from rlopt.optim.adopt import ADOPT
+from rlopt.optim.dgclip import DeltaGClip
 from rlopt.optim.validation import check_betas, check_eps, check_lr, check_weight_decay
 
 PYTORCH_OPTIMIZER_PREFIX = "pytorch_optimizer:"
@@ -162,6 +168,32 @@ for _spec in (
         "Liu et al. 2020, On the Variance of the Adaptive Learning Rate and Beyond", "torch.optim",
         extra={"decoupled_weight_decay": False, "foreach": None},
     ),
+    OptimizerSpec(
+        "adopt", ADOPT, 1e-3, (0.9, 0.9999), adopt.BETA_NAMES, 1e-6, 0.0,
+        "Taniguchi et al. 2024, ADOPT: Modified Adam Can Converge with Any beta2 with the Optimal Rate",
+        "rlopt", extra={"decoupled_weight_decay": False, "clip_exponent": 0.25, "foreach": None},
+    ),
+    OptimizerSpec(
+        "adan", Adan, 1e-3, (0.98, 0.92, 0.99), adan.BETA_NAMES, 1e-8, 0.0,
+        "Xie et al. 2022, Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models",
+        "rlopt", extra={"no_prox": False, "max_grad_norm": 0.0, "foreach": None},
+    ),
+    OptimizerSpec(
+        "adabelief", AdaBelief, 1e-3, (0.9, 0.999), adabelief.BETA_NAMES, 1e-16, 0.0,
+        "Zhuang et al. 2020, AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
+        "rlopt", extra={"foreach": None},
+    ),
+    OptimizerSpec(
+        "adamssm", AdamSSM, 1e-3, (0.9, 0.999), adamssm.BETA_NAMES, 1e-8, 0.0,
+        "Chakrabarti & Chopra 2022, A Control Theoretic Framework for Adaptive Gradient Optimizers "
+        "(rlopt's pole-zero realisation, not the paper's verified equations)",
+        "rlopt", extra={"rho": 0.9, "zeta": 0.8, "foreach": None},
+    ),
+    OptimizerSpec(
+        "dgclip", DeltaGClip, 0.1, (), (), None, 0.0,
+        "Tucat & Mukherjee 2024, Regularized Gradient Clipping Provably Trains Wide and Deep Neural Networks",
+        "rlopt", extra={"gamma": 0.1, "delta": 1e-3, "foreach": None},
+    ),
 ):
     register(_spec)
 
@@ -184,7 +216,8 @@ def _pytorch_optimizer_spec(name: str) -> OptimizerSpec:
     supported = sorted(pytorch_optimizer.get_supported_optimizers())
     if inner.lower() not in supported:
         raise ValueError(
-            f"Unknown optimizer {name!r} (accepted after {PYTORCH_OPTIMIZER_PREFIX!r}: {', '.join(supported)})"
+            f"Unknown optimizer {name!r} "
+            f"(accepted after {PYTORCH_OPTIMIZER_PREFIX!r}: {', '.join(supported)})"
         )
     cls = pytorch_optimizer.load_optimizer(inner.lower())
     params = inspect.signature(cls.__init__).parameters
@@ -242,7 +275,9 @@ def resolve(
     resolved_betas = check_betas(spec.betas if betas is None else tuple(betas), spec.beta_names)
     if spec.eps is None:
         if eps is not None:
-            raise ValueError(f"Invalid eps for optimizer {spec.name!r}: {eps!r} (accepted: none; it has no eps)")
+            raise ValueError(
+                f"Invalid eps for optimizer {spec.name!r}: {eps!r} (accepted: none; it has no eps)"
+            )
         resolved_eps = None
     else:
         resolved_eps = check_eps(spec.eps if eps is None else eps)
@@ -254,10 +289,24 @@ def resolve(
             f"Unknown argument {unknown[0]!r} for optimizer {spec.name!r} "
             f"(accepted: lr, betas, eps, weight_decay; extra: {accepted})"
         )
-    return ResolvedOptimizer(
+    resolved = ResolvedOptimizer(
         name=spec.name, lr=resolved_lr, betas=resolved_betas, eps=resolved_eps,
         weight_decay=resolved_wd, extra={**extra},
     )
+    _check_with_class(spec, resolved)
+    return resolved
+
+
+def _check_with_class(spec: OptimizerSpec, resolved: ResolvedOptimizer) -> None:
+    """Let the class check its own arguments (the extra ones too) by building it over a throwaway tensor.
+
+    This keeps one source of truth for each optimizer's rules (e.g. AdamSSM's ``zeta <= rho``) while
+    still failing in :func:`resolve`, before anything is written.
+    """
+    try:
+        spec.cls([torch.zeros(1, requires_grad=True)], **spec.to_kwargs(resolved))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"Invalid arguments for optimizer {spec.name!r}: {exc}") from exc
 
 
 def build(resolved: ResolvedOptimizer, params: Any) -> torch.optim.Optimizer:

@@ -1,4 +1,4 @@
-"""Argument checks shared by every optimizer: one `ValueError` per bad value, naming it and what is accepted."""
+"""Argument checks for all optimizers: one `ValueError` per bad value, naming it and what is accepted."""
 
 from __future__ import annotations
 
@@ -46,11 +46,42 @@ def check_positive(value: Any, name: str) -> float:
     return float(value)
 
 
+def check_nonnegative(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0."""
+    if not _is_real(value) or value < 0:
+        raise ValueError(f"Invalid {name} value: {value!r} (accepted: a finite number >= 0)")
+    return float(value)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """Return ``value`` as a float if 0 < value <= 1."""
+    if not _is_real(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"Invalid {name} value: {value!r} (accepted: 0 < {name} <= 1)")
+    return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {name} value: {value!r} (accepted: True or False)")
+    return value
+
+
+def check_foreach(value: Any) -> bool | None:
+    """Return ``value`` if it is ``None`` (the default implementation), ``True`` or ``False``."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"Invalid foreach value: {value!r} (accepted: None, True or False)")
+    return value
+
+
 def check_betas(betas: Any, names: Sequence[str]) -> tuple[float, ...]:
     """Return ``betas`` as a tuple of floats if it has ``len(names)`` entries, each in [0, 1).
 
-    ``names`` gives the meaning of each beta, used in the error message.
+    ``names`` gives the meaning of each beta, used in the error message; an optimizer without betas
+    has no names and accepts only an empty sequence.
     """
+    if not names and (isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas)):
+        raise ValueError(f"Invalid betas: {betas!r} (accepted: none; this optimizer has no betas)")
     if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence):
         raise ValueError(
             f"Invalid betas: {betas!r} (accepted: a sequence of {len(names)} numbers in [0, 1): "
@@ -62,7 +93,7 @@ def check_betas(betas: Any, names: Sequence[str]) -> tuple[float, ...]:
             f"(accepted: exactly {len(names)}: {', '.join(names)})"
         )
     out = []
-    for index, (beta, meaning) in enumerate(zip(betas, names)):
+    for index, (beta, meaning) in enumerate(zip(betas, names, strict=True)):
         if not _is_real(beta) or not 0.0 <= beta < 1.0:
             raise ValueError(
                 f"Invalid beta parameter at index {index} ({meaning}): {beta!r} (accepted: 0 <= beta < 1)"
