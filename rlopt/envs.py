@@ -125,8 +125,15 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if not isinstance(raw_tasks, dict) or not raw_tasks:
         raise ConfigError(f"{path}: expected a non-empty 'tasks' mapping")
     tasks = []
-    required = ("timesteps", "eval_freq", "eval_episodes", "random_return", "random_source",
-                "reference_return", "reference_source")
+    required = (
+        "timesteps",
+        "eval_freq",
+        "eval_episodes",
+        "random_return",
+        "random_source",
+        "reference_return",
+        "reference_source",
+    )
     for task_name, entry in raw_tasks.items():
         missing = [k for k in required if k not in (entry or {})]
         if missing:
@@ -144,8 +151,12 @@ def load_suite(name_or_path: str | Path) -> Suite:
         if task.reference_return <= task.random_return:
             raise ConfigError(f"{path}: task {task_name!r} has reference_return <= random_return")
         tasks.append(task)
-    return Suite(name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
-                 tasks=tuple(tasks), path=path)
+    return Suite(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        tasks=tuple(tasks),
+        path=path,
+    )
 
 
 def find_task(name: str) -> Task:
@@ -179,8 +190,9 @@ def check_task(task: Any) -> str:
     return spec.id
 
 
-def make_train_env(task: str, n_envs: int, seed: int, normalize: dict[str, bool] | None,
-                   gamma: float) -> VecEnv:
+def make_train_env(
+    task: str, n_envs: int, seed: int, normalize: dict[str, bool] | None, gamma: float
+) -> VecEnv:
     """Training envs as rl-baselines3-zoo builds them: ``make_vec_env`` then optional ``VecNormalize``."""
     env = make_vec_env(task, n_envs=n_envs, seed=seed)
     if normalize is not None:
@@ -196,8 +208,9 @@ def make_eval_env(task: str, seed: int, train_env: VecEnv) -> VecEnv:
     """
     env = make_vec_env(task, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
     if isinstance(train_env, VecNormalize):
-        env = VecNormalize(env, training=False, norm_obs=train_env.norm_obs, norm_reward=False,
-                           gamma=train_env.gamma)
+        env = VecNormalize(
+            env, training=False, norm_obs=train_env.norm_obs, norm_reward=False, gamma=train_env.gamma
+        )
     return env
 
 

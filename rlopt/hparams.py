@@ -61,14 +61,31 @@ SCHEDULE_KEYS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
 OWN_KEYS = frozenset({"source", "normalize", "n_envs", "n_timesteps", "policy"})
 """Keys of an agent entry that are not SB3 constructor arguments."""
 
-_NOT_DATA = frozenset({
-    "self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model",
-    "rollout_buffer_class", "replay_buffer_class", "action_noise",
-})
-_POLICY_NOT_DATA = frozenset({
-    "self", "observation_space", "action_space", "lr_schedule", "features_extractor_class",
-    "features_extractor_kwargs",
-})
+_NOT_DATA = frozenset(
+    {
+        "self",
+        "policy",
+        "env",
+        "tensorboard_log",
+        "verbose",
+        "seed",
+        "device",
+        "_init_setup_model",
+        "rollout_buffer_class",
+        "replay_buffer_class",
+        "action_noise",
+    }
+)
+_POLICY_NOT_DATA = frozenset(
+    {
+        "self",
+        "observation_space",
+        "action_space",
+        "lr_schedule",
+        "features_extractor_class",
+        "features_extractor_kwargs",
+    }
+)
 _OPTIMIZER_KEYS = frozenset({"optimizer_class", "optimizer_kwargs"})
 _SB3_DEFAULT_TIMESTEPS = 1_000_000
 
@@ -127,8 +144,13 @@ class AgentHparams:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "algo": self.algo, "task": self.task, "source": self.source, "n_envs": self.n_envs,
-            "n_timesteps": self.n_timesteps, "normalize": self.normalize, "hyperparameters": self.kwargs,
+            "algo": self.algo,
+            "task": self.task,
+            "source": self.source,
+            "n_envs": self.n_envs,
+            "n_timesteps": self.n_timesteps,
+            "normalize": self.normalize,
+            "hyperparameters": self.kwargs,
         }
 
 
@@ -163,8 +185,10 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"Malformed --set {item!r} (accepted: key=value, e.g. n_steps=64 or "
-                              "policy_kwargs.net_arch=[16])")
+            raise ConfigError(
+                f"Malformed --set {item!r} (accepted: key=value, e.g. n_steps=64 or "
+                "policy_kwargs.net_arch=[16])"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
@@ -221,8 +245,12 @@ def _check_type(key: str, value: Any, default: Any, algo: str) -> None:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
         if key == "train_freq":
-            ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], int)
-                        and value[1] in ("step", "episode"))
+            ok = ok or (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and isinstance(value[0], int)
+                and value[1] in ("step", "episode")
+            )
             accepted = "an integer or [integer, step|episode]"
         else:
             accepted = "an integer"
@@ -249,9 +277,7 @@ def _check_policy_kwargs(algo: str, policy_kwargs: Any) -> None:
             names = ", ".join(sorted(accepted))
             raise ConfigError(f"Unknown policy_kwargs key {key!r} for {algo.upper()} (accepted: {names})")
         if key == "activation_fn" and value not in ACTIVATIONS:
-            raise ConfigError(
-                f"Unknown activation_fn {value!r} (accepted: {', '.join(ACTIVATIONS)})"
-            )
+            raise ConfigError(f"Unknown activation_fn {value!r} (accepted: {', '.join(ACTIVATIONS)})")
 
 
 def _check_normalize(value: Any) -> dict[str, bool] | None:
@@ -259,8 +285,10 @@ def _check_normalize(value: Any) -> dict[str, bool] | None:
         return None
     if value is True:
         return {"norm_obs": True, "norm_reward": True}
-    if isinstance(value, dict) and set(value) <= {"norm_obs", "norm_reward"} and all(
-        isinstance(v, bool) for v in value.values()
+    if (
+        isinstance(value, dict)
+        and set(value) <= {"norm_obs", "norm_reward"}
+        and all(isinstance(v, bool) for v in value.values())
     ):
         return {"norm_obs": value.get("norm_obs", True), "norm_reward": value.get("norm_reward", True)}
     raise ConfigError(
@@ -336,8 +364,13 @@ def resolve_agent(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"Invalid {name}: {value!r} in agents/{algo}.yaml (accepted: an integer >= 1)")
     return AgentHparams(
-        algo=algo, task=task, source=entry["source"], n_envs=int(n_envs), n_timesteps=int(n_timesteps),
-        normalize=_check_normalize(entry.get("normalize")), kwargs=kwargs,
+        algo=algo,
+        task=task,
+        source=entry["source"],
+        n_envs=int(n_envs),
+        n_timesteps=int(n_timesteps),
+        normalize=_check_normalize(entry.get("normalize")),
+        kwargs=kwargs,
     )
 
 

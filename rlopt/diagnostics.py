@@ -1,0 +1,342 @@
+"""Optimizer and stability diagnostics of a training run, written to TensorBoard.
+
+Per gradient update (measured by hooks on each optimizer, never by subclassing SB3 algorithms):
+
+- ``grad_norm_pre_clip``: global L2 norm of the gradient as ``backward()`` left it, before the agent's
+  own clipping (PPO's ``max_grad_norm``); measured with ``Tensor.register_post_accumulate_grad_hook``,
+  only where the agent clips (elsewhere it equals the post-clip norm).
+- ``grad_norm_post_clip``: global L2 norm of the gradient handed to ``optimizer.step()``.
+- ``update_norm``: ``||θ_after − θ_before||`` of the step (what the optimizer did, its own clipping
+  such as δ-GClip's included).
+- ``update_ratio``: ``update_norm / ||θ_after||``.
+- ``effective_step_size``: ``update_norm / grad_norm_post_clip``, the scalar h with
+  ``||Δθ|| = h·||g||`` (``lr`` for plain SGD, δ-GClip's h; defined when the gradient is non-zero).
+- ``second_moment_sqrt_mean`` / ``_max``: mean and max over all coordinates of the square root of the
+  optimizer's second-moment state (``exp_avg_sq``, ``exp_avg_var``, ``square_avg``...), where it has one,
+  read once per logging window.
+
+Per-step values stay tensors and are reduced once per logging window (mean over the updates of the
+window), so the overhead is a few small tensor ops per update and no host sync on a GPU.
+
+Tags (indexed by the global env step): ``optim/<metric>`` for PPO's single optimizer,
+``optim/<role>/<metric>`` for SAC's ``actor``, ``critic`` and ``ent_coef`` optimizers, and
+``stability/nan_events``, ``stability/return_collapses``, ``stability/loss_spikes`` (running counts).
+
+Stability events, precisely:
+
+- **NaN event**: one optimizer step whose gradient (as handed to ``step``) or resulting parameters
+  contain NaN or Inf. Non-finite parameters end the run as ``diverged`` (:class:`Diverged`), raised at
+  the next rollout start, before the broken policy acts.
+- **Return collapse**: evaluation k (k >= 3) is *collapsed* when its mean return is below
+  ``best − collapse_fraction·(best − worst)``, best and worst taken over evaluations 1..k−1 (and
+  best > worst); a collapse is counted when evaluation k is collapsed and evaluation k−1 was not.
+- **Loss spike**: a logging window whose monitored loss (PPO ``train/value_loss``, SAC
+  ``train/critic_loss``, as last recorded by SB3) exceeds ``spike_factor`` times the median of the
+  previous ``spike_history`` windows' values (at least ``spike_min_history`` of them).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from torch.nn.utils import parameters_to_vector
+from torch.utils.hooks import RemovableHandle
+
+SECOND_MOMENT_KEYS = ("exp_avg_sq", "exp_avg_var", "square_avg", "v", "second_moment")
+"""Optimizer state keys read as the second moment, first match wins."""
+
+MONITORED_LOSS = {"ppo": "train/value_loss", "sac": "train/critic_loss"}
+
+
+class Diverged(RuntimeError):
+    """The run produced non-finite parameters; ``str(exc)`` says where."""
+
+
+@dataclass(frozen=True)
+class StabilityThresholds:
+    """Thresholds of the stability events (see the module docstring)."""
+
+    collapse_fraction: float = 0.5
+    spike_factor: float = 10.0
+    spike_history: int = 20
+    spike_min_history: int = 5
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "collapse_fraction": self.collapse_fraction,
+            "spike_factor": self.spike_factor,
+            "spike_history": self.spike_history,
+            "spike_min_history": self.spike_min_history,
+        }
+
+
+class StabilityTracker:
+    """Counts NaN events, return collapses and loss spikes as defined in the module docstring."""
+
+    def __init__(self, thresholds: StabilityThresholds | None = None) -> None:
+        self.thresholds = thresholds or StabilityThresholds()
+        self.nan_events = 0
+        self.return_collapses = 0
+        self.loss_spikes = 0
+        self._returns: list[float] = []
+        self._collapsed = False
+        self._losses: deque[float] = deque(maxlen=self.thresholds.spike_history)
+
+    def observe_return(self, mean_return: float) -> bool:
+        """Record one evaluation; True when it starts a collapse."""
+        previous = self._returns
+        collapsed = False
+        if len(previous) >= 2 and math.isfinite(mean_return):
+            best, worst = max(previous), min(previous)
+            if best > worst:
+                collapsed = mean_return < best - self.thresholds.collapse_fraction * (best - worst)
+        started = collapsed and not self._collapsed
+        self.return_collapses += int(started)
+        self._collapsed = collapsed
+        self._returns.append(mean_return)
+        return started
+
+    def observe_loss(self, value: float) -> bool:
+        """Record one window's monitored loss; True when it is a spike."""
+        if not math.isfinite(value):
+            return False
+        spike = False
+        if len(self._losses) >= self.thresholds.spike_min_history:
+            median = statistics.median(self._losses)
+            spike = median > 0 and value > self.thresholds.spike_factor * median
+        self.loss_spikes += int(spike)
+        self._losses.append(value)
+        return spike
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "nan_events": self.nan_events,
+            "return_collapses": self.return_collapses,
+            "loss_spikes": self.loss_spikes,
+        }
+
+
+def _params_with_grad(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+class OptimizerProbe:
+    """Step hooks on one optimizer, collecting per-update norms until :meth:`pop_window`.
+
+    Args:
+        optimizer: the optimizer to watch.
+        measure_pre_clip: also hook every parameter's gradient accumulation to get the norm before the
+            agent's own clipping (only needed where the agent clips between backward and step).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, measure_pre_clip: bool) -> None:
+        self.optimizer = optimizer
+        self._handles: list[RemovableHandle] = [
+            optimizer.register_step_pre_hook(self._pre_step),
+            optimizer.register_step_post_hook(self._post_step),
+        ]
+        self._pre_sq: dict[int, torch.Tensor] = {}
+        if measure_pre_clip:
+            for group in optimizer.param_groups:
+                for index, param in enumerate(group["params"]):
+                    self._handles.append(
+                        param.register_post_accumulate_grad_hook(self._make_grad_hook(index))
+                    )
+        self._measure_pre_clip = measure_pre_clip
+        self._before: torch.Tensor | None = None
+        self._post_norm: torch.Tensor | None = None
+        self._params: list[torch.Tensor] = []
+        self._rows: list[torch.Tensor] = []
+        self._unchecked: list[torch.Tensor] = []
+
+    def _make_grad_hook(self, index: int) -> Callable[[torch.Tensor], None]:
+        def hook(param: torch.Tensor) -> None:
+            # overwrite, not add: the stored value is the gradient as the last backward left it
+            self._pre_sq[id(param)] = param.grad.detach().square().sum()  # type: ignore[union-attr]
+
+        return hook
+
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = _params_with_grad(optimizer)
+        self._params = params
+        if not params:
+            self._before = None
+            return
+        with torch.no_grad():
+            self._post_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            self._before = parameters_to_vector(params)
+
+    def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._before is None:
+            return
+        with torch.no_grad():
+            after = parameters_to_vector(self._params)
+            update_norm = torch.linalg.vector_norm(after - self._before)
+            param_norm = torch.linalg.vector_norm(after)
+            post = self._post_norm
+            assert post is not None
+            if self._measure_pre_clip:
+                squares = [self._pre_sq[id(p)] for p in self._params if id(p) in self._pre_sq]
+                pre = torch.stack(squares).sum().sqrt() if squares else post
+            else:
+                pre = post
+            row = torch.stack([pre, post, update_norm, param_norm])
+        self._rows.append(row)
+        self._unchecked.append(row)
+        self._before = None
+        self._params = []
+
+    def check_finite(self) -> tuple[int, bool]:
+        """Steps since the last check with a non-finite gradient or parameters, and whether the
+        parameters are non-finite now (one host sync)."""
+        if not self._unchecked:
+            return 0, False
+        rows = torch.stack(self._unchecked)
+        self._unchecked = []
+        bad_grad = ~torch.isfinite(rows[:, 1])
+        bad_param = ~torch.isfinite(rows[:, 3])
+        events = int((bad_grad | bad_param).sum())
+        return events, bool(bad_param[-1])
+
+    def pop_window(self) -> dict[str, float]:
+        """Means over the updates since the last call, plus second-moment statistics now."""
+        out: dict[str, float] = {}
+        if self._rows:
+            rows = torch.stack(self._rows).double()
+            self._rows = []
+            pre, post, update, param = rows.unbind(1)
+            out["updates"] = float(rows.shape[0])
+            out["grad_norm_pre_clip"] = float(pre.mean())
+            out["grad_norm_pre_clip_max"] = float(pre.max())
+            out["grad_norm_post_clip"] = float(post.mean())
+            out["update_norm"] = float(update.mean())
+            out["param_norm"] = float(param.mean())
+            out["update_ratio"] = float((update / param.clamp_min(1e-12)).mean())
+            nonzero = post > 0
+            if bool(nonzero.any()):
+                out["effective_step_size"] = float((update[nonzero] / post[nonzero]).mean())
+        out.update(second_moment_stats(self.optimizer))
+        return out
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def second_moment_stats(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Mean and max of sqrt(second moment) over all coordinates, if the optimizer keeps one."""
+    for key in SECOND_MOMENT_KEYS:
+        tensors = [
+            s[key].reshape(-1)
+            for s in optimizer.state.values()
+            if isinstance(s.get(key), torch.Tensor) and s[key].is_floating_point()
+        ]
+        if tensors:
+            with torch.no_grad():
+                root = torch.cat(tensors).double().clamp_min(0).sqrt()
+            return {
+                "second_moment_sqrt_mean": float(root.mean()),
+                "second_moment_sqrt_max": float(root.max()),
+            }
+    return {}
+
+
+class DiagnosticsCallback(BaseCallback):
+    """SB3 callback: attaches an :class:`OptimizerProbe` to every optimizer of the agent, checks for
+    divergence at each rollout start and writes the diagnostics at rollout ends.
+
+    Args:
+        optimizers: role -> optimizer (see :func:`rlopt.agents.agent_optimizers`).
+        writer: a ``SummaryWriter`` (SB3's TensorBoard output) or ``None``.
+        stability: the run's :class:`StabilityTracker` (shared with the evaluation).
+        algo: ``ppo`` or ``sac`` (which loss is monitored for spikes).
+        measure_pre_clip: whether the agent clips gradients between backward and step.
+        interval: env steps between two logging windows (written at the first rollout end after it).
+    """
+
+    def __init__(
+        self,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        writer: Any,
+        stability: StabilityTracker,
+        algo: str,
+        measure_pre_clip: bool,
+        interval: int,
+    ) -> None:
+        super().__init__(verbose=0)
+        self._optimizers = dict(optimizers)
+        self._writer = writer
+        self.stability = stability
+        self._loss_key = MONITORED_LOSS.get(algo)
+        self._measure_pre_clip = measure_pre_clip
+        self._interval = max(1, interval)
+        self._last_logged = 0
+        self._probes: dict[str, OptimizerProbe] = {}
+        self._single = len(self._optimizers) == 1
+
+    def _on_training_start(self) -> None:
+        self._probes = {
+            role: OptimizerProbe(opt, self._measure_pre_clip) for role, opt in self._optimizers.items()
+        }
+
+    def _check(self) -> None:
+        diverged = []
+        for role, probe in self._probes.items():
+            events, bad_params = probe.check_finite()
+            self.stability.nan_events += events
+            if bad_params:
+                diverged.append(role)
+        if diverged:
+            raise Diverged(
+                f"non-finite parameters after an update of the {', '.join(diverged)} optimizer"
+                f" at {self.num_timesteps} env steps"
+            )
+
+    def _on_rollout_start(self) -> None:
+        self._check()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps - self._last_logged >= self._interval:
+            self.write_window()
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def write_window(self) -> None:
+        """Reduce the current window of every probe and write it (and the stability counts)."""
+        self._check()
+        step = self.num_timesteps
+        self._last_logged = step
+        for role, probe in self._probes.items():
+            prefix = "optim" if self._single else f"optim/{role}"
+            for name, value in probe.pop_window().items():
+                self._scalar(f"{prefix}/{name}", value, step)
+        if self._loss_key is not None:
+            value = self.logger.name_to_value.get(self._loss_key)
+            if value is not None:
+                self.stability.observe_loss(float(value))
+        self.write_stability(step)
+
+    def write_stability(self, step: int) -> None:
+        for name, value in self.stability.as_dict().items():
+            self._scalar(f"stability/{name}", value, step)
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        for probe in self._probes.values():
+            probe.close()
+        self._probes = {}

@@ -1,0 +1,95 @@
+"""The files of a run folder: ``config.json``, ``command.txt``, ``versions.json``, ``eval.csv``,
+``metrics.json`` (see docs/CONTRACTS.md, "One training run")."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import math
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rlopt.evaluation import EVAL_CSV_COLUMNS
+from rlopt.hparams import DATA_ROOT
+
+VERSIONED_PACKAGES = (
+    "torch",
+    "stable-baselines3",
+    "gymnasium",
+    "mujoco",
+    "optuna",
+    "numpy",
+    "rlopt",
+    "pytorch-optimizer",
+)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, non-finite floats as strings and anything else not JSON as repr."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def git_commit() -> str | None:
+    """``HEAD`` of the rlopt checkout, with ``-dirty`` if tracked files differ; ``None`` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=DATA_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=DATA_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def versions() -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = None
+    out["git_commit"] = git_commit()
+    return out
+
+
+def start_run_folder(run_dir: Path, config: Mapping[str, Any], command: str) -> None:
+    """Create ``run_dir`` and write every file a run folder always has (metrics as ``running``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config)
+    (run_dir / "command.txt").write_text(command + "\n")
+    write_json(run_dir / "versions.json", versions())
+    with (run_dir / "eval.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerow(EVAL_CSV_COLUMNS)
+    write_json(run_dir / "metrics.json", {"status": "running", "reason": "training in progress"})

@@ -1,0 +1,545 @@
+"""One training run: a :class:`TrainConfig` in, a run folder and a :class:`TrainSummary` out.
+
+``run_training(config, on_eval=None)`` validates everything first (optimizer through
+``rlopt.optim.resolve``, agent hyperparameters against the SB3 signatures, task, device, run folder),
+then builds the envs and the agent with the optimizer injected everywhere (:mod:`rlopt.agents`); only
+then is the run folder created. Bad input raises :class:`rlopt.errors.ConfigError` and leaves nothing
+behind. The run then learns, evaluates every ``eval_freq`` env steps (:mod:`rlopt.evaluation`), logs
+optimizer and stability diagnostics to TensorBoard (:mod:`rlopt.diagnostics`) and finalises
+``metrics.json`` whatever happens:
+
+- ``ok``: the budget was spent;
+- ``diverged``: NaN/Inf parameters (the summary is returned, nothing is raised);
+- ``pruned`` / ``stopped``: ``on_eval`` raised (``optuna.TrialPruned`` -> ``pruned``) or the user
+  interrupted; the exception propagates;
+- ``failed``: any other exception, which propagates.
+
+Example:
+    >>> summary = run_training(TrainConfig(algo="ppo", env="HalfCheetah-v5", optimizer="adopt",
+    ...                                    betas=(0.9, 0.9999), timesteps=100_000, seed=0))
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import re
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import HParam, Logger, TensorBoardOutputFormat, configure
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rlopt.agents import agent_optimizers, build_agent, gradient_clipping
+from rlopt.diagnostics import DiagnosticsCallback, Diverged, StabilityThresholds, StabilityTracker
+from rlopt.envs import check_task, make_eval_env, make_train_env
+from rlopt.errors import ConfigError
+from rlopt.evaluation import EvalCallback, EvalPoint
+from rlopt.hparams import AgentHparams, check_algo, initial_learning_rate, resolve_agent
+from rlopt.optim import ResolvedOptimizer, get_spec, resolve
+from rlopt.run_folder import jsonable, start_run_folder, write_json
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "cuda", "auto")
+SAC_DIAGNOSTICS_INTERVAL = 1000
+DEFAULT_EVALUATIONS = 20
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (validated by :meth:`validate`)."""
+
+    algo: str = "ppo"
+    """``ppo`` or ``sac``."""
+    env: str = "HalfCheetah-v5"
+    """Gymnasium task id; hyperparameters come from ``agents/<algo>.yaml`` (SB3 defaults if absent)."""
+    optimizer: str = "adam"
+    """Registry name (``rlopt optimizers``), or ``pytorch_optimizer:<name>``."""
+    lr: float | None = None
+    """Initial learning rate; ``None``: the agent's (its schedule shape is kept either way)."""
+    betas: tuple[float, ...] | None = None
+    """The optimizer's betas; ``None``: the optimizer's defaults."""
+    eps: float | None = None
+    """The optimizer's eps; ``None``: the optimizer's default (Adam 1e-8; SB3's PPO would use 1e-5)."""
+    weight_decay: float | None = None
+    """``None``: the optimizer's default."""
+    optimizer_extra: dict[str, Any] = field(default_factory=dict)
+    """Further optimizer arguments (e.g. ``{"gamma": 0.1}`` for dgclip)."""
+    seed: int = 0
+    timesteps: int | None = None
+    """Env steps to train for; ``None``: the budget the agent's hyperparameters were tuned for."""
+    device: str = "cpu"
+    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto``."""
+    n_envs: int | None = None
+    """Parallel training envs; ``None``: the agent file's (1 if absent)."""
+    run_dir: Path | None = None
+    """``None``: ``runs/train/<algo>-<env>-<optimizer>-s<seed>-<timestamp>``."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Agent hyperparameters replacing the agent file's (nested dicts merge, e.g. ``policy_kwargs``)."""
+    eval_freq: int | None = None
+    """Env steps between evaluations; ``None``: ``timesteps // 20``."""
+    eval_episodes: int = 5
+    save_model: bool = False
+    """Also write ``model.zip`` (and ``vecnormalize.pkl`` when the env is normalised)."""
+    progress: bool = False
+    """Show a rich progress bar on stderr."""
+    diagnostics_interval: int | None = None
+    """Env steps per diagnostics window; ``None``: every rollout (PPO), 1000 steps (SAC)."""
+    stability: StabilityThresholds = field(default_factory=StabilityThresholds)
+    command: str | None = None
+    """The command that started the run (for ``command.txt``); ``None``: an equivalent ``rlopt train``."""
+
+    def validate(self) -> TrainPlan:
+        """Resolve and check every field; raise :class:`ConfigError` naming the first bad value."""
+        return _plan(self)
+
+    def to_cli_args(self) -> list[str]:
+        """``rlopt train`` arguments that reproduce this config."""
+        args = [
+            "--algo",
+            self.algo,
+            "--env",
+            self.env,
+            "--optimizer",
+            self.optimizer,
+            "--seed",
+            str(self.seed),
+            "--device",
+            self.device,
+        ]
+        for flag, value in (
+            ("--lr", self.lr),
+            ("--eps", self.eps),
+            ("--weight-decay", self.weight_decay),
+            ("--timesteps", self.timesteps),
+            ("--n-envs", self.n_envs),
+            ("--eval-freq", self.eval_freq),
+        ):
+            if value is not None:
+                args += [flag, repr(value) if isinstance(value, float) else str(value)]
+        if self.betas is not None:
+            args += ["--betas", ",".join(repr(float(b)) for b in self.betas)]
+        args += ["--eval-episodes", str(self.eval_episodes)]
+        for key, value in _flatten(self.overrides).items():
+            args += ["--set", f"{key}={_yaml_scalar(value)}"]
+        for key, value in _flatten(self.optimizer_extra).items():
+            args += ["--optimizer-arg", f"{key}={_yaml_scalar(value)}"]
+        if self.run_dir is not None:
+            args += ["--run-dir", str(self.run_dir)]
+        if self.save_model:
+            args.append("--save-model")
+        return args
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """A validated :class:`TrainConfig`: every default filled in, every name checked."""
+
+    config: TrainConfig
+    agent: AgentHparams
+    optimizer: ResolvedOptimizer
+    timesteps: int
+    n_envs: int
+    eval_freq: int
+    run_dir: Path
+    device: str
+    diagnostics_interval: int
+
+    def as_config_json(self) -> dict[str, Any]:
+        spec = get_spec(self.optimizer.name)
+        roles = ["policy"] if self.agent.algo == "ppo" else ["actor", "critic", "ent_coef"]
+        return {
+            "algo": self.agent.algo,
+            "env": self.agent.task,
+            "seed": self.config.seed,
+            "timesteps": self.timesteps,
+            "n_envs": self.n_envs,
+            "device": self.device,
+            "optimizer": {
+                **self.optimizer.as_dict(),
+                "class": f"{spec.cls.__module__}.{spec.cls.__qualname__}",
+                "source": spec.source,
+                "paper": spec.paper,
+                "injected_into": roles,
+            },
+            "agent": {**self.agent.as_dict(), "sb3_defaults_used": _sb3_defaults_used(self.agent)},
+            "gradient_clipping": gradient_clipping(self.agent, self.optimizer),
+            "evaluation": {
+                "freq": self.eval_freq,
+                "episodes": self.config.eval_episodes,
+                "deterministic": True,
+            },
+            "diagnostics": {"interval": self.diagnostics_interval, **self.config.stability.as_dict()},
+            "overrides": self.config.overrides,
+            "save_model": self.config.save_model,
+            "run_dir": str(self.run_dir),
+        }
+
+    def hparams(self) -> dict[str, Any]:
+        """Flat hyperparameters for TensorBoard's HParams plugin (filter runs by optimizer, betas...)."""
+        out: dict[str, Any] = {
+            "algo": self.agent.algo,
+            "env": self.agent.task,
+            "optimizer": self.optimizer.name,
+            "lr": self.optimizer.lr,
+            "weight_decay": self.optimizer.weight_decay,
+            "seed": self.config.seed,
+            "timesteps": self.timesteps,
+            "n_envs": self.n_envs,
+        }
+        for index, beta in enumerate(self.optimizer.betas):
+            out[f"beta{index + 1}"] = beta
+        if self.optimizer.eps is not None:
+            out["eps"] = self.optimizer.eps
+        clip = gradient_clipping(self.agent, self.optimizer)
+        out["clipping"] = clip["summary"]
+        for key, value in self.optimizer.extra.items():
+            if isinstance(value, (int, float, str, bool)) and key not in ("foreach", "fused"):
+                out[f"opt_{key}"] = value
+        return out
+
+
+@dataclass
+class TrainSummary:
+    """What a run produced; :meth:`metrics` is ``metrics.json``."""
+
+    status: str
+    reason: str
+    run_dir: Path
+    evaluations: list[EvalPoint]
+    stability: dict[str, int]
+    timesteps_done: int
+    wall_time_s: float
+
+    @property
+    def final_return(self) -> float | None:
+        return self.evaluations[-1].mean_return if self.evaluations else None
+
+    @property
+    def best_return(self) -> float | None:
+        return max(p.mean_return for p in self.evaluations) if self.evaluations else None
+
+    @property
+    def auc(self) -> float | None:
+        """Mean evaluation return over the evaluation points (normalised area under the curve)."""
+        if not self.evaluations:
+            return None
+        return sum(p.mean_return for p in self.evaluations) / len(self.evaluations)
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.timesteps_done / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "final_return": self.final_return,
+            "best_return": self.best_return,
+            "auc": self.auc,
+            "stability": self.stability,
+            "timesteps_done": self.timesteps_done,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "steps_per_s": round(self.steps_per_s, 1),
+            "n_evaluations": len(self.evaluations),
+        }
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def _sb3_defaults_used(agent: AgentHparams) -> dict[str, Any]:
+    from rlopt.hparams import _sb3_defaults
+
+    return {k: jsonable(v) for k, v in _sb3_defaults(agent.algo).items() if k not in agent.kwargs}
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"Invalid {name}: {value!r} (accepted: an integer >= 1)")
+    return value
+
+
+def _check_device(device: Any) -> str:
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+        raise ConfigError(f"Invalid device {device!r} (accepted: {', '.join(DEVICES)}, cuda:N)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"Invalid device {device!r}: CUDA is not available here (accepted: cpu, auto)")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def default_run_dir(algo: str, env: str, optimizer: str, seed: int) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / "train" / _safe_name(f"{algo}-{env}-{optimizer}-s{seed}-{stamp}")
+    candidate, n = base, 1
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return candidate
+
+
+def _plan(config: TrainConfig) -> TrainPlan:
+    algo = check_algo(config.algo)
+    task = check_task(config.env)
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+        raise ConfigError(f"Invalid seed: {config.seed!r} (accepted: an integer >= 0)")
+    if not isinstance(config.overrides, Mapping):
+        raise ConfigError(f"Invalid overrides: {config.overrides!r} (accepted: a mapping)")
+    if config.lr is not None and (
+        isinstance(config.lr, bool)
+        or not isinstance(config.lr, (int, float))
+        or not math.isfinite(config.lr)
+        or config.lr <= 0
+    ):
+        raise ConfigError(f"Invalid learning rate: {config.lr!r} (accepted: a finite number > 0)")
+    agent = resolve_agent(algo, task, config.overrides, lr=None if config.lr is None else float(config.lr))
+    try:
+        optimizer = resolve(
+            config.optimizer,
+            lr=initial_learning_rate(agent),
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            **dict(config.optimizer_extra),
+        )
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+    timesteps = (
+        agent.n_timesteps if config.timesteps is None else _positive_int(config.timesteps, "timesteps")
+    )
+    n_envs = agent.n_envs if config.n_envs is None else _positive_int(config.n_envs, "n_envs")
+    eval_freq = (
+        max(1, timesteps // DEFAULT_EVALUATIONS)
+        if config.eval_freq is None
+        else _positive_int(config.eval_freq, "eval_freq")
+    )
+    _positive_int(config.eval_episodes, "eval_episodes")
+    device = _check_device(config.device)
+    if config.diagnostics_interval is not None:
+        interval = _positive_int(config.diagnostics_interval, "diagnostics_interval")
+    elif algo == "ppo":
+        interval = int(agent.kwargs.get("n_steps", 2048)) * n_envs
+    else:
+        interval = SAC_DIAGNOSTICS_INTERVAL
+    if config.run_dir is None:
+        run_dir = default_run_dir(algo, task, optimizer.name, config.seed)
+    else:
+        run_dir = Path(config.run_dir)
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise ConfigError(
+                f"Run folder {str(run_dir)!r} already exists and is not empty "
+                "(accepted: a new or empty folder)"
+            )
+    return TrainPlan(
+        config=config,
+        agent=agent,
+        optimizer=optimizer,
+        timesteps=timesteps,
+        n_envs=n_envs,
+        eval_freq=eval_freq,
+        run_dir=run_dir,
+        device=device,
+        diagnostics_interval=interval,
+    )
+
+
+def _build(plan: TrainPlan) -> tuple[VecEnv, VecEnv, Any]:
+    """Envs and agent; a failure caused by the hyperparameters becomes a ConfigError."""
+    agent = plan.agent
+    gamma = float(agent.kwargs.get("gamma", 0.99))
+    env = eval_env = None
+    try:
+        env = make_train_env(agent.task, plan.n_envs, plan.config.seed, agent.normalize, gamma)
+        eval_env = make_eval_env(agent.task, plan.config.seed, env)
+        model = build_agent(agent, env, plan.optimizer, plan.config.seed, plan.device)
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"Invalid {agent.algo.upper()} setup for {agent.task}: {first}") from exc
+    return env, eval_env, model
+
+
+def _tb_writer(logger: Logger) -> Any:
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None
+
+
+def _params_finite(model: Any) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
+
+
+def _stop_status(exc: BaseException, from_on_eval: bool) -> str:
+    if from_on_eval:
+        try:
+            import optuna
+
+            if isinstance(exc, optuna.TrialPruned):
+                return "pruned"
+        except ImportError:
+            pass
+        return "stopped"
+    return "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+
+
+def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None = None) -> TrainSummary:
+    """Train one agent as ``config`` says and write its run folder (see the module docstring).
+
+    Args:
+        config: the run.
+        on_eval: called with every :class:`EvalPoint`; raising stops training (status ``pruned`` for
+            ``optuna.TrialPruned``, else ``stopped``) and the exception propagates.
+
+    Raises:
+        ConfigError: bad input, before anything is written.
+    """
+    plan = config.validate()
+    env, eval_env, model = _build(plan)
+    run_dir = plan.run_dir
+    config_json = plan.as_config_json()
+    command = config.command or shlex.join(
+        ["rlopt", "train", *replace(config, run_dir=run_dir).to_cli_args()]
+    )
+    try:
+        start_run_folder(run_dir, config_json, command)
+    except BaseException:
+        env.close()
+        eval_env.close()
+        raise
+    log.info(
+        "%s on %s with %s (agent: %s); run folder %s",
+        plan.agent.algo.upper(),
+        plan.agent.task,
+        plan.optimizer.name,
+        plan.agent.source,
+        run_dir,
+    )
+
+    logger = configure(str(run_dir / "tb"), ["tensorboard"])
+    model.set_logger(logger)
+    writer = _tb_writer(logger)
+    logger.record(
+        "hparams",
+        HParam(plan.hparams(), {"eval/mean_return": 0.0, "eval/std_return": 0.0}),
+        exclude=("stdout", "log", "json", "csv"),
+    )
+    logger.record(
+        "config",
+        "```json\n" + json.dumps(jsonable(config_json), indent=2) + "\n```",
+        exclude=("stdout", "log", "json", "csv"),
+    )
+    logger.dump(0)
+
+    stability = StabilityTracker(config.stability)
+    start = time.perf_counter()
+    evaluator = EvalCallback(
+        eval_env,
+        plan.eval_freq,
+        config.eval_episodes,
+        run_dir / "eval.csv",
+        writer,
+        stability,
+        on_eval,
+        start,
+    )
+    diagnostics = DiagnosticsCallback(
+        agent_optimizers(model),
+        writer,
+        stability,
+        plan.agent.algo,
+        measure_pre_clip=gradient_clipping(plan.agent, plan.optimizer)["agent"] is not None,
+        interval=plan.diagnostics_interval,
+    )
+    callbacks: list[Any] = [diagnostics, evaluator]
+    progress = None
+    if config.progress:
+        from rlopt.progress import ProgressCallback
+
+        progress = ProgressCallback(
+            plan.timesteps, f"{plan.agent.algo} {plan.agent.task} {plan.optimizer.name}"
+        )
+        evaluator.listeners.append(progress.on_eval)
+        callbacks.append(progress)
+
+    status, reason, pending = "ok", "", None
+    try:
+        model.learn(total_timesteps=plan.timesteps, callback=CallbackList(callbacks))
+    except Diverged as exc:
+        status, reason = "diverged", str(exc)
+    except BaseException as exc:
+        from_on_eval = exc is evaluator.on_eval_error
+        if not from_on_eval and not isinstance(exc, KeyboardInterrupt) and not _params_finite(model):
+            status, reason = "diverged", f"non-finite parameters ({type(exc).__name__}: {exc})"
+        else:
+            status = _stop_status(exc, from_on_eval)
+            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            pending = exc
+    finally:
+        diagnostics.close()
+        if progress is not None:
+            progress.close()
+
+    try:
+        if status == "ok" and (not evaluator.points or evaluator.points[-1].timesteps < model.num_timesteps):
+            try:
+                evaluator.evaluate()
+            except BaseException as exc:
+                status = _stop_status(exc, exc is evaluator.on_eval_error)
+                reason, pending = f"{type(exc).__name__}: {exc}", exc
+        wall = time.perf_counter() - start
+        if status == "ok":
+            reason = f"trained {model.num_timesteps} env steps"
+        diagnostics.write_stability(model.num_timesteps)
+        summary = TrainSummary(
+            status=status,
+            reason=reason,
+            run_dir=run_dir,
+            evaluations=list(evaluator.points),
+            stability=stability.as_dict(),
+            timesteps_done=int(model.num_timesteps),
+            wall_time_s=wall,
+        )
+        if config.save_model and status != "diverged":
+            model.save(run_dir / "model.zip")
+            if isinstance(model.get_env(), VecNormalize):
+                model.get_env().save(str(run_dir / "vecnormalize.pkl"))
+        write_json(run_dir / "metrics.json", summary.metrics())
+    finally:
+        logger.close()
+        env.close()
+        eval_env.close()
+    if pending is not None:
+        raise pending
+    return summary
