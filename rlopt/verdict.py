@@ -381,13 +381,20 @@ class _Cells:
     def smallest(self) -> int:
         return min((len(self.groups[g][t]) for g in self.groups for t in self.tasks), default=0)
 
-    def describe(self, names: Mapping[str, str]) -> str:
+    def describe(self) -> str:
+        """``"finished runs: candidate 10, baseline 10 (3 groups) on 2 task(s)"``."""
+        runs: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        for name, tasks in self.groups.items():
+            arm = name.split(":")[0]
+            runs[arm] = runs.get(arm, 0) + sum(len(tasks[t]) for t in self.tasks)
+            groups[arm] = groups.get(arm, 0) + 1
         counts = ", ".join(
-            f"{names.get(g, g)} {sum(len(self.groups[g][t]) for t in self.tasks)}" for g in self.groups
+            f"{arm} {n}" + (f" in {groups[arm]} groups" if groups[arm] > 1 else "") for arm, n in runs.items()
         )
-        text = f"finished runs: {counts} on {len(self.tasks)} task(s)"
+        text = f"finished runs: {counts} on {len(self.tasks)} task(s), fewest per cell {self.smallest()}"
         if self.dropped_tasks:
-            text += f"; left out (not run by every arm): {', '.join(self.dropped_tasks)}"
+            text += f"; left out (not run by every arm or group): {', '.join(self.dropped_tasks)}"
         return text
 
 
@@ -403,7 +410,6 @@ def _finish(
     threshold: float,
     reproduced_if: str,
     cells: _Cells,
-    names: Mapping[str, str],
     details: Mapping[str, float] | None = None,
 ) -> Verdict:
     outcome, reason = decide(interval, threshold, reproduced_if)
@@ -417,9 +423,9 @@ def _finish(
         outcome,
         effect,
         interval,
-        f"{measured} ({conf})",
+        f"{measured}; brackets: {conf}",
         reason,
-        cells.describe(names),
+        cells.describe(),
         dict(details or {}),
     )
 
@@ -460,9 +466,6 @@ def evaluate(
     return evaluator(claim, candidate, baseline, normaliser, boot)
 
 
-ARMS = {"candidate": "candidate", "baseline": "baseline"}
-
-
 def _two_arms(candidate: Sequence[RunLike], baseline: Sequence[RunLike]) -> _Cells:
     return _Cells.of({"candidate": candidate, "baseline": baseline})
 
@@ -483,7 +486,7 @@ def _better(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
         f"P(improvement) on {claim.metric} = {poi.format()}; "
         f"IQM difference (normalised) {diff.format(signed=True)}"
     )
-    return _finish(claim, effect, poi, measured, 0.5, "above", cells, ARMS, {"iqm_difference": diff.estimate})
+    return _finish(claim, effect, poi, measured, 0.5, "above", cells, {"iqm_difference": diff.estimate})
 
 
 def _competitive(
@@ -505,7 +508,7 @@ def _competitive(
         f"IQM difference on normalised {claim.metric} = {diff.format(signed=True)}, margin −{margin:g}; "
         f"P(improvement) {float(poi):.2f}"
     )
-    return _finish(claim, effect, diff, measured, -margin, "above", cells, ARMS, {"poi": float(poi)})
+    return _finish(claim, effect, diff, measured, -margin, "above", cells, {"poi": float(poi)})
 
 
 def _groups(runs: Sequence[RunLike], key: str) -> dict[str, list[RunLike]]:
@@ -554,7 +557,6 @@ def _robust(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
     est, low, high = stats.stratified_bootstrap(strata, statistic, **boot)
     interval = stats.Interval(float(est), float(low), float(high), claim.confidence)
     spread_c = float(_spread(strata[:n_candidate]))
-    names = {name: name for name in flat}
     if claim.baseline:
         spread_b = float(_spread(strata[n_candidate:]))
         measured = (
@@ -570,7 +572,6 @@ def _robust(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
             0.0,
             "above",
             cells,
-            names,
             {"spread_candidate": spread_c, "spread_baseline": spread_b},
         )
     measured = (
@@ -584,7 +585,6 @@ def _robust(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
         claim.margin or 0.0,
         "below",
         cells,
-        names,
         {"spread_candidate": spread_c},
     )
 
@@ -617,7 +617,6 @@ def _fewer_instabilities(
         0.0,
         "above",
         cells,
-        ARMS,
         {"mean_candidate": mean_a, "mean_baseline": mean_b},
     )
 
@@ -679,6 +678,5 @@ def _closest_curves(
         0.0,
         "above",
         cells,
-        {n: n for n in flat},
         {"distance_candidate": dist_c, "distance_baseline": dist_b},
     )

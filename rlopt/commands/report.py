@@ -1,15 +1,121 @@
-"""``rlopt report``: not yet implemented (placeholder registered so the CLI lists it)."""
+"""``rlopt report <study_dir>``: tables, figures and one verdict per claim for a study (finished or not)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from rlopt.errors import ConfigError
+
+STUDY_FILE_NAMES = ("study.yaml", "study.yml", "spec.yaml", "spec.yml")
+"""Where a copy of the study file is looked for inside the study folder, in this order."""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("report", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "report",
+        help="write report.md, report.html and figures for a study, with a verdict per claim",
+        description=(
+            "Read a study's storage and run folders and write report.md, report.html (figures embedded) and "
+            "the PNG figures. Works while the study is still running (the report says the data are partial)."
+        ),
+    )
+    parser.add_argument("study_dir", type=Path, help="the study folder, e.g. runs/adopt_vs_adam")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <study_dir>/report)")
+    parser.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: the study folder's study.db)"
+    )
+    parser.add_argument(
+        "--study-file",
+        type=Path,
+        default=None,
+        help="study file whose 'claim:' section to test (default: a copy in the study folder, if any)",
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap resamples per interval (default: 2000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.set_defaults(func=run)
 
 
+def find_study_file(study_dir: Path) -> Path | None:
+    """The copy of the study file kept in the study folder, if there is one."""
+    for name in STUDY_FILE_NAMES:
+        if (study_dir / name).is_file():
+            return study_dir / name
+    return None
+
+
+def recorded_command(study_dir: Path, records: Sequence[Any]) -> str | None:
+    """The command that produced the study: ``<study_dir>/command.txt``, else the run folders' ones."""
+    top = study_dir / "command.txt"
+    if top.is_file():
+        return top.read_text().strip() or None
+    seen: list[str] = []
+    for record in records:
+        path = Path(record.run_dir) / "command.txt"
+        if path.is_file():
+            text = path.read_text().strip()
+            if text and text not in seen:
+                seen.append(text)
+    if not seen:
+        return None
+    return seen[0] if len(seen) == 1 else " ; ".join(seen[:3]) + (" ; ..." if len(seen) > 3 else "")
+
+
+def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
+    """Reference scores from the study's suite, else from the known suites, else from the runs."""
+    from rlopt.scores import Normaliser
+
+    tasks = sorted({r.task for r in records})
+    try:
+        from rlopt import envs
+
+        suite = spec.get("suite") if isinstance(spec, dict) else None
+        if suite:
+            loaded = envs.load_suite(suite)
+            found = [t for t in loaded.tasks if t.name in tasks]
+            source = f"suite {loaded.name}"
+        else:
+            found = [envs.find_task(task) for task in tasks]
+            source = "known suites"
+        if tasks and {t.name for t in found} == set(tasks):
+            return Normaliser.from_tasks(found, f"0 = uniform random policy, 1 = reference return ({source})")
+    except ConfigError:
+        pass
+    return Normaliser.from_runs(records)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'rlopt report' is not implemented yet")
+    study_dir: Path = args.study_dir
+    if not study_dir.is_dir():
+        raise ConfigError(f"study folder {str(study_dir)!r} does not exist (expected e.g. runs/<study name>)")
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
+
+    from rlopt.report import write_report
+    from rlopt.results import load_runs
+    from rlopt.study_yaml import read_yaml
+    from rlopt.verdict import claims_from_config
+
+    study_file = args.study_file or find_study_file(study_dir)
+    spec = read_yaml(study_file) if study_file is not None else {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{study_file}: expected a mapping at the top of the study file")
+    claims = claims_from_config(spec.get("claim"), where=f"{study_file}: claim")
+    records = load_runs(study_dir, args.storage)
+    out = args.out or study_dir / "report"
+    path = write_report(
+        records,
+        claims,
+        out,
+        normaliser=_normaliser(spec, records),
+        title=f"rlopt report: {spec.get('name') or study_dir.name}",
+        command=recorded_command(study_dir, records),
+        n_resamples=args.resamples,
+        seed=args.seed,
+    )
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0

@@ -1,0 +1,236 @@
+"""rlopt.report.write_report and `rlopt report` on constructed run records."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rlopt.cli import main
+from rlopt.report import write_report
+from rlopt.scores import Normaliser
+from rlopt.verdict import Claim
+
+TASKS = ("Hopper-v5", "Walker2d-v5")
+FAST = {"n_resamples": 200, "seed": 0}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Same fields as rlopt.results.RunRecord (docs/CONTRACTS.md)."""
+
+    study: str
+    trial: int
+    trial_state: str
+    optimizer: str
+    setting: str
+    params: dict[str, Any]
+    task: str
+    seed: int
+    timesteps: np.ndarray
+    returns: np.ndarray
+    metrics: dict[str, Any]
+    run_dir: Path = field(default=Path("."))
+
+
+def grid_study(
+    beta1s: tuple[float, ...] = (0.8, 0.9), beta2s: tuple[float, ...] = (0.99, 0.999)
+) -> list[Run]:
+    """Adam and ADOPT over a β grid; ADOPT learns twice as fast, so it clearly wins."""
+    rng = np.random.default_rng(0)
+    runs = []
+    trial = 0
+    for optimizer, slope in (("adam", 10.0), ("adopt", 20.0)):
+        for b1 in beta1s:
+            for b2 in beta2s:
+                for task in TASKS:
+                    for seed in range(3):
+                        returns = np.cumsum(rng.normal(slope, 2.0, 6))
+                        metrics = {
+                            "status": "ok",
+                            "final_return": float(returns[-1]),
+                            "auc": float(returns.mean()),
+                            "stability": {
+                                "return_collapses": int(seed == 0),
+                                "loss_spikes": 0,
+                                "nan_events": 0,
+                            },
+                        }
+                        runs.append(
+                            Run(
+                                "grid",
+                                trial,
+                                "COMPLETE",
+                                optimizer,
+                                f"{optimizer} b1={b1:g} b2={b2:g}",
+                                {"lr": 3e-4, "betas": [b1, b2]},
+                                task,
+                                seed,
+                                np.linspace(0, 5000, 6),
+                                returns,
+                                metrics,
+                            )
+                        )
+                        trial += 1
+    return runs
+
+
+def unfinished(runs: list[Run], state: str, final: float) -> Run:
+    template = runs[0]
+    status = {"PRUNED": "pruned", "FAIL": "failed"}.get(state)
+    metrics = (
+        {"status": status, "final_return": final, "reason": f"{state.lower()} at 2000 steps"}
+        if status
+        else {}
+    )
+    return replace(
+        template,
+        trial=1000 + len(runs),
+        trial_state=state,
+        seed=99,
+        metrics=metrics,
+        returns=np.array([final, final]),
+        timesteps=np.array([0.0, 2000.0]),
+    )
+
+
+CLAIMS = [
+    Claim.from_dict(
+        {
+            "statement": "ADOPT beats Adam",
+            "source": "Taniguchi et al. 2024",
+            "paper_says": "ADOPT's curves above Adam's",
+            "kind": "better",
+            "candidate": {"optimizer": "adopt"},
+            "baseline": {"optimizer": "adam"},
+        }
+    ),
+    Claim.from_dict(
+        {
+            "statement": "Adam beats ADOPT",
+            "source": "nobody",
+            "kind": "better",
+            "candidate": {"optimizer": "adam"},
+            "baseline": {"optimizer": "adopt"},
+        }
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    write_report(grid_study(), CLAIMS, out, command="rlopt study run studies/grid.yaml", **FAST)
+    return out
+
+
+EXPECTED_FIGURES = (
+    "aggregate_iqm.png",
+    "sample_efficiency.png",
+    "curves_Hopper-v5.png",
+    "curves_Walker2d-v5.png",
+    "poi_matrix.png",
+    "performance_profile.png",
+    "beta_heatmap.png",
+)
+
+
+def test_report_writes_markdown_html_and_every_figure(grid_report: Path) -> None:
+    for name in ("report.md", "report.html", *EXPECTED_FIGURES):
+        assert (grid_report / name).stat().st_size > 0, name
+    for name in EXPECTED_FIGURES:
+        assert (grid_report / name).read_bytes().startswith(PNG_MAGIC), name
+    md = (grid_report / "report.md").read_text()
+    for name in EXPECTED_FIGURES:
+        assert f"]({name})" in md
+
+
+def test_html_embeds_every_figure_as_base64(grid_report: Path) -> None:
+    page = (grid_report / "report.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == len(EXPECTED_FIGURES)
+    files = {(grid_report / name).read_bytes() for name in EXPECTED_FIGURES}
+    assert {base64.b64decode(data) for data in embedded} == files
+    assert not re.search(r'src="[^"]+\.png"', page)
+    assert "<table>" in page
+
+
+def test_markdown_has_the_verdict_table_with_computed_verdicts(grid_report: Path) -> None:
+    md = (grid_report / "report.md").read_text()
+    assert "| claim | what the paper says | what we measured | verdict |" in md
+    row_win = next(line for line in md.splitlines() if line.startswith("| ADOPT beats Adam |"))
+    row_loss = next(line for line in md.splitlines() if line.startswith("| Adam beats ADOPT |"))
+    assert "ADOPT's curves above Adam's (Taniguchi et al. 2024)" in row_win
+    assert "P(improvement) on final_return = 1.00 [1.00, 1.00]" in row_win
+    assert row_win.endswith("| **reproduced** |")
+    assert row_loss.endswith("| **contradicted** |")
+
+
+def test_report_states_the_budget_from_the_data(grid_report: Path) -> None:
+    md = (grid_report / "report.md").read_text()
+    assert "- tasks (2): Hopper-v5, Walker2d-v5" in md
+    assert "- seeds (3): 0, 1, 2" in md
+    assert "- settings (8) of 2 optimizer(s): adam, adopt" in md
+    assert "- finished runs per cell (setting × task): 3" in md
+    assert "last evaluation of the finished runs at 5,000 steps" in md
+    assert "- command: `rlopt study run studies/grid.yaml`" in md
+    assert "Partial data" not in md
+
+
+def test_stability_table_counts_events_per_run(grid_report: Path) -> None:
+    md = (grid_report / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| adam b1=0.8 b2=0.99 | 6 | 0 |"))
+    # one collapse in seed 0 of each task: 2 collapses over 6 runs
+    assert "| 0.33 [" in row
+
+
+def test_partial_banner_is_shown_while_trials_are_running(tmp_path: Path) -> None:
+    runs = grid_study()
+    runs.append(unfinished(runs, "RUNNING", 0.0))
+    md = write_report(runs, CLAIMS, tmp_path, **FAST).read_text()
+    assert md.splitlines()[2].startswith("> **Partial data: the study is still running.**")
+    assert "49 runs: 48 ok, 1 running" in md
+
+
+def test_pruned_and_failed_runs_are_counted_and_left_out_of_the_statistics(tmp_path: Path) -> None:
+    runs = grid_study()
+    with_excluded = [*runs, unfinished(runs, "PRUNED", -1e6), unfinished(runs, "FAIL", 1e6)]
+    refs = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})
+    clean = write_report(runs, CLAIMS, tmp_path / "clean", normaliser=refs, **FAST).read_text()
+    md = write_report(with_excluded, CLAIMS, tmp_path / "excl", normaliser=refs, **FAST).read_text()
+    assert "Partial data" not in md
+    assert "2 run(s) pruned, stopped or failed are left out of every statistic" in md
+    assert re.search(
+        r"\| \d+ \| adam b1=0.8 b2=0.99 \| Hopper-v5 \| 99 \| pruned \| pruned at 2000 steps \|", md
+    )
+
+    def aggregate_row(text: str) -> list[str]:
+        row = next(line for line in text.splitlines() if line.startswith("| adam b1=0.8 b2=0.99 | 2 |"))
+        return row.split("|")
+
+    assert aggregate_row(md)[5].strip() == "2"  # excluded column
+    assert aggregate_row(md)[6:] == aggregate_row(clean)[6:]  # same IQMs and intervals
+
+
+def test_no_beta_heatmap_when_only_one_beta_varies(tmp_path: Path) -> None:
+    write_report(grid_study(beta1s=(0.9,)), None, tmp_path, **FAST)
+    assert not (tmp_path / "beta_heatmap.png").exists()
+    assert "No claim is declared" in (tmp_path / "report.md").read_text()
+
+
+def test_report_of_a_study_with_no_runs_yet(tmp_path: Path) -> None:
+    md = write_report([], CLAIMS, tmp_path, **FAST).read_text()
+    assert "0 runs: none" in md
+    assert md.count("| **inconclusive at this budget** |") == 2
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_report_command_rejects_a_missing_study_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "rlopt: error: study folder" in capsys.readouterr().err
