@@ -14,8 +14,9 @@ A study file's ``claim:`` section (one mapping or a list of them) says what is t
 
 A *selector* (``candidate``, ``baseline``) picks runs: a mapping of ``optimizer``, ``setting``, ``task``,
 ``seed``, ``trial`` or any key of the run's params (``betas``, ``kappa``, ``scaling_rule``; ``params.``
-prefix optional) to a value or a list of accepted values; a list of mappings matches a run that
-matches any of them (e.g. ``[{scaling_rule: sqrt}, {kappa: 1}]``).
+prefix optional; ``beta1``, ``beta2``, ... pick one entry of ``betas``) to a value or a list of accepted
+values; a list of mappings matches a run that matches any of them (e.g. ``[{scaling_rule: sqrt},
+{kappa: 1}]``).
 
 Kinds, and when a verdict is ``reproduced`` / ``contradicted`` (else ``inconclusive at this budget``):
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +63,9 @@ from rlopt.scores import (
     common_grid,
     curve_matrix,
     is_usable,
+    run_score,
     scores,
+    stability_value,
     stability_values,
 )
 
@@ -110,16 +114,29 @@ def _same(value: Any, wanted: Any) -> bool:
     return value == wanted or str(value) == str(wanted)
 
 
+_BETA_KEY = re.compile(r"^beta([1-9])$")
+
+
 def _missing(record: RunLike, key: str) -> bool:
-    name = key.removeprefix("params.")
-    return key not in RECORD_FIELDS and name not in (record.params or {})
+    return key not in RECORD_FIELDS and record_value(record, key) is None
 
 
 def record_value(record: RunLike, key: str) -> Any:
-    """The value of a selector key on a run: a record field, else a params entry (None if absent)."""
+    """The value of a selector key on a run: a record field, else a params entry (None if absent).
+
+    ``beta1``, ``beta2``, ... not in params read ``params["betas"][0]``, ``[1]``, ...
+    """
     if key in RECORD_FIELDS:
         return getattr(record, key)
-    return (record.params or {}).get(key.removeprefix("params."))
+    params = record.params or {}
+    name = key.removeprefix("params.")
+    if name in params:
+        return params[name]
+    beta = _BETA_KEY.match(name)
+    betas = params.get("betas")
+    if beta and isinstance(betas, (list, tuple)) and int(beta.group(1)) <= len(betas):
+        return betas[int(beta.group(1)) - 1]
+    return None
 
 
 def _hashable(value: Any) -> Any:
@@ -430,6 +447,15 @@ def _finish(
     )
 
 
+def _has_data(record: RunLike, claim: Claim, normaliser: Normaliser) -> bool:
+    """Whether the run carries the claim's metric (e.g. a run diverged before its first evaluation)."""
+    if claim.kind == "closest_curves":
+        return bool(np.isfinite(np.asarray(record.returns, dtype=float)).any())
+    if claim.kind == "fewer_instabilities":
+        return math.isfinite(stability_value(record, claim.metric, normaliser))
+    return math.isfinite(run_score(record, claim.metric))
+
+
 def evaluate(
     claim: Claim,
     records: Sequence[RunLike],
@@ -452,7 +478,7 @@ def evaluate(
     """
     claim.check_keys(records)
     normaliser = normaliser or Normaliser.from_runs(records)
-    usable = [r for r in records if is_usable(r)]
+    usable = [r for r in records if is_usable(r) and _has_data(r, claim, normaliser)]
     candidate = [r for r in usable if claim.candidate.matches(r)]
     baseline = [r for r in usable if claim.baseline.matches(r)] if claim.baseline else []
     boot = {"n_resamples": n_resamples, "confidence": claim.confidence, "seed": seed}

@@ -54,7 +54,7 @@ def run(
     metrics = {
         "status": status,
         "final_return": final,
-        "auc": float(np.mean(returns)),
+        "auc": float(np.mean(returns)) if len(returns) else float("nan"),
         "stability": stability or {"return_collapses": 0, "loss_spikes": 0, "nan_events": 0},
     }
     trial_state = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED"}.get(status, "RUNNING")
@@ -252,6 +252,13 @@ def test_closest_curves_compares_the_gaps_between_batch_sizes(
     assert verdict.details["distance_candidate"] >= 0
 
 
+def test_runs_without_the_metric_are_left_out() -> None:
+    no_eval = [run("a", t, 7, float("nan"), status="diverged", curve=[]) for t in TASKS]
+    verdict = evaluate(claim("better"), arm("a", HIGH) + no_eval + arm("b", LOW), **BOOT)
+    assert verdict.outcome == REPRODUCED
+    assert "candidate 10, baseline 10" in verdict.runs
+
+
 def test_no_matching_runs_is_inconclusive_not_an_error() -> None:
     verdict = evaluate(claim("better"), arm("a", HIGH), **BOOT)
     assert verdict.outcome == INCONCLUSIVE
@@ -280,6 +287,30 @@ def test_selector_lists_and_alternatives_match_as_documented() -> None:
     assert c.baseline.matches(run("c", "T", 0, 1.0, betas=(0.9, 0.999)))
     assert not c.baseline.matches(run("c", "T", 0, 1.0, betas=(0.9, 0.99)))
     assert not c.baseline.matches(run("d", "T", 0, 1.0, betas=(0.9, 0.999)))
+
+
+def test_beta_keys_pick_one_entry_of_the_betas() -> None:
+    c = Claim.from_dict({**BASE, "candidate": {"beta2": [0.99, 0.999]}})
+    assert c.candidate.matches(run("a", "T", 0, 1.0, betas=[0.9, 0.999]))
+    assert not c.candidate.matches(run("a", "T", 0, 1.0, betas=[0.9, 0.9999]))
+    assert not c.candidate.matches(run("a", "T", 0, 1.0, betas=[0.9]))
+    assert not c.candidate.matches(run("a", "T", 0, 1.0))
+
+
+def test_robust_across_beta2_groups_runs_by_the_second_beta() -> None:
+    c = Claim.from_dict(
+        {
+            "statement": "s",
+            "source": "p",
+            "kind": "robust",
+            "candidate": {"optimizer": "a"},
+            "baseline": {"optimizer": "b"},
+            "group_by": "beta2",
+        }
+    )
+    verdict = evaluate(c, settings("a", FLAT) + settings("b", STEEP), **BOOT)
+    assert verdict.outcome == REPRODUCED
+    assert "across beta2" in verdict.measured
 
 
 def test_a_selector_key_no_run_has_is_a_config_error() -> None:
