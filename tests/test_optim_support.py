@@ -31,7 +31,10 @@ def random_params(gen: torch.Generator, dtype: torch.dtype = torch.float64) -> l
 
 
 def gradient_stream(
-    gen: torch.Generator, steps: int, dtype: torch.dtype = torch.float64, shapes: Sequence[tuple[int, ...]] = SHAPES
+    gen: torch.Generator,
+    steps: int,
+    dtype: torch.dtype = torch.float64,
+    shapes: Sequence[tuple[int, ...]] = SHAPES,
 ) -> list[list[Tensor]]:
     """``steps`` lists of random gradients, each step at a random overall scale in [1e-4, 10].
 
