@@ -168,8 +168,8 @@ def write_report(
     if excluded:
         w.add(
             f"> {excluded} run(s) pruned, stopped or failed are left out of every statistic and counted "
-            "in the tables. Pruning removes poor runs, so the arms that lost runs to it look better than "
-            "they are."
+            "in the tables. Pruning removes poor runs, so an arm that lost runs to it may look better "
+            "than it is."
         )
 
     verdicts = [
