@@ -21,10 +21,15 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from rlopt.hparams import AgentHparams, algo_class, initial_learning_rate, to_sb3_kwargs
+from rlopt.hparams import AgentHparams, algo_class, initial_learning_rate, sb3_defaults, to_sb3_kwargs
 from rlopt.optim import ResolvedOptimizer, build, get_spec
 
 _OPTIMIZER_CLIP_EXTRAS = ("max_grad_norm", "clip_lambda", "clip", "clip_exponent", "gamma", "delta")
+
+
+def effective_extra(resolved: ResolvedOptimizer) -> dict[str, Any]:
+    """The optimizer's extra arguments with its registry defaults filled in (what the class receives)."""
+    return {**get_spec(resolved.name).extra, **resolved.extra}
 
 
 def sb3_optimizer_args(resolved: ResolvedOptimizer) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
@@ -86,12 +91,7 @@ def gradient_clipping(hparams: AgentHparams, resolved: ResolvedOptimizer) -> dic
     """
     agent: dict[str, Any] | None = None
     if hparams.algo == "ppo":
-        import inspect
-
-        from stable_baselines3 import PPO
-
-        default = inspect.signature(PPO.__init__).parameters["max_grad_norm"].default
-        max_norm = float(hparams.kwargs.get("max_grad_norm", default))
+        max_norm = float(hparams.kwargs.get("max_grad_norm", sb3_defaults("ppo")["max_grad_norm"]))
         if math.isfinite(max_norm):
             agent = {
                 "kind": "global_norm",
@@ -99,7 +99,7 @@ def gradient_clipping(hparams: AgentHparams, resolved: ResolvedOptimizer) -> dic
                 "max_norm": max_norm,
             }
     optimizer: dict[str, Any] | None = None
-    extra = dict(resolved.extra)
+    extra = effective_extra(resolved)
     if resolved.name == "dgclip":
         optimizer = {
             "kind": "delta-GClip step size lr*min(1, max(delta, gamma/||g||))",

@@ -287,13 +287,18 @@ class DiagnosticsCallback(BaseCallback):
             role: OptimizerProbe(opt, self._measure_pre_clip) for role, opt in self._optimizers.items()
         }
 
-    def _check(self) -> None:
+    def count_nan_events(self) -> list[str]:
+        """Add the NaN events since the last check; return the roles whose parameters are non-finite."""
         diverged = []
         for role, probe in self._probes.items():
             events, bad_params = probe.check_finite()
             self.stability.nan_events += events
             if bad_params:
                 diverged.append(role)
+        return diverged
+
+    def _check(self) -> None:
+        diverged = self.count_nan_events()
         if diverged:
             raise Diverged(
                 f"non-finite parameters after an update of the {', '.join(diverged)} optimizer"

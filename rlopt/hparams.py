@@ -105,7 +105,7 @@ def check_algo(algo: Any) -> str:
 
 
 @cache
-def _sb3_defaults(algo: str) -> dict[str, Any]:
+def sb3_defaults(algo: str) -> dict[str, Any]:
     params = inspect.signature(algo_class(algo).__init__).parameters
     return {k: p.default for k, p in params.items() if k not in _NOT_DATA}
 
@@ -329,7 +329,7 @@ def resolve_agent(
         raise ConfigError("Give the learning rate once: --lr or --set learning_rate, not both")
     entry = _merge(entry, overrides)
 
-    defaults = _sb3_defaults(algo)
+    defaults = sb3_defaults(algo)
     accepted = sorted(set(defaults) | OWN_KEYS - {"source"})
     kwargs: dict[str, Any] = {}
     for key, value in entry.items():
@@ -385,7 +385,7 @@ def to_sb3_kwargs(hparams: AgentHparams) -> dict[str, Any]:
     for key in SCHEDULE_KEYS & set(out):
         if out[key] is not None:
             kind, value = parse_schedule(out[key], key)
-            out[key] = SCHEDULES[kind](value)
+            out[key] = value if kind == "const" else SCHEDULES[kind](value)
     if isinstance(out.get("train_freq"), list):
         out["train_freq"] = tuple(out["train_freq"])
     policy_kwargs = dict(out.get("policy_kwargs") or {})

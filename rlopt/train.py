@@ -39,12 +39,12 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import HParam, Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rlopt.agents import agent_optimizers, build_agent, gradient_clipping
+from rlopt.agents import agent_optimizers, build_agent, effective_extra, gradient_clipping
 from rlopt.diagnostics import DiagnosticsCallback, Diverged, StabilityThresholds, StabilityTracker
 from rlopt.envs import check_task, make_eval_env, make_train_env
 from rlopt.errors import ConfigError
 from rlopt.evaluation import EvalCallback, EvalPoint
-from rlopt.hparams import AgentHparams, check_algo, initial_learning_rate, resolve_agent
+from rlopt.hparams import AgentHparams, check_algo, initial_learning_rate, resolve_agent, sb3_defaults
 from rlopt.optim import ResolvedOptimizer, get_spec, resolve
 from rlopt.run_folder import jsonable, start_run_folder, write_json
 
@@ -167,6 +167,7 @@ class TrainPlan:
             "device": self.device,
             "optimizer": {
                 **self.optimizer.as_dict(),
+                "extra_effective": effective_extra(self.optimizer),
                 "class": f"{spec.cls.__module__}.{spec.cls.__qualname__}",
                 "source": spec.source,
                 "paper": spec.paper,
@@ -203,7 +204,7 @@ class TrainPlan:
             out["eps"] = self.optimizer.eps
         clip = gradient_clipping(self.agent, self.optimizer)
         out["clipping"] = clip["summary"]
-        for key, value in self.optimizer.extra.items():
+        for key, value in effective_extra(self.optimizer).items():
             if isinstance(value, (int, float, str, bool)) and key not in ("foreach", "fused"):
                 out[f"opt_{key}"] = value
         return out
@@ -271,9 +272,7 @@ def _yaml_scalar(value: Any) -> str:
 
 
 def _sb3_defaults_used(agent: AgentHparams) -> dict[str, Any]:
-    from rlopt.hparams import _sb3_defaults
-
-    return {k: jsonable(v) for k, v in _sb3_defaults(agent.algo).items() if k not in agent.kwargs}
+    return {k: jsonable(v) for k, v in sb3_defaults(agent.algo).items() if k not in agent.kwargs}
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -398,7 +397,25 @@ def _tb_writer(logger: Logger) -> Any:
 
 
 def _params_finite(model: Any) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
+    params = list(model.policy.parameters())
+    if getattr(model, "log_ent_coef", None) is not None:
+        params.append(model.log_ent_coef)
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _looks_diverged(exc: BaseException, model: Any) -> bool:
+    """Non-finite parameters, or torch.distributions rejecting NaN/Inf policy outputs."""
+    if isinstance(exc, KeyboardInterrupt):
+        return False
+    if not _params_finite(model):
+        return True
+    return isinstance(exc, ValueError) and "found invalid values" in str(exc)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _stop_status(exc: BaseException, from_on_eval: bool) -> str:
@@ -500,11 +517,12 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
         status, reason = "diverged", str(exc)
     except BaseException as exc:
         from_on_eval = exc is evaluator.on_eval_error
-        if not from_on_eval and not isinstance(exc, KeyboardInterrupt) and not _params_finite(model):
-            status, reason = "diverged", f"non-finite parameters ({type(exc).__name__}: {exc})"
+        diagnostics.count_nan_events()
+        if not from_on_eval and _looks_diverged(exc, model):
+            status, reason = "diverged", f"non-finite parameters or outputs ({_one_line(exc)})"
         else:
             status = _stop_status(exc, from_on_eval)
-            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            reason = _one_line(exc)
             pending = exc
     finally:
         diagnostics.close()
@@ -517,7 +535,7 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
                 evaluator.evaluate()
             except BaseException as exc:
                 status = _stop_status(exc, exc is evaluator.on_eval_error)
-                reason, pending = f"{type(exc).__name__}: {exc}", exc
+                reason, pending = _one_line(exc), exc
         wall = time.perf_counter() - start
         if status == "ok":
             reason = f"trained {model.num_timesteps} env steps"

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny training configs on real MuJoCo tasks (seconds per run)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TINY_AGENT: dict[str, dict[str, Any]] = {
+    "ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 2, "policy_kwargs": {"net_arch": [16]}},
+    "sac": {
+        "learning_starts": 64,
+        "batch_size": 32,
+        "buffer_size": 2000,
+        "policy_kwargs": {"net_arch": [16]},
+    },
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Callable[..., Any]:
+    """``tiny_config(algo, optimizer, **fields)``: a ``TrainConfig`` of a few hundred steps on
+    InvertedPendulum-v5 with 16-unit networks, its run folder under ``tmp_path``."""
+    from rlopt.train import TrainConfig
+
+    def make(algo: str = "ppo", optimizer: str = "adam", **fields: Any) -> TrainConfig:
+        overrides = {**TINY_AGENT[algo], **fields.pop("overrides", {})}
+        defaults: dict[str, Any] = {
+            "env": "InvertedPendulum-v5",
+            "timesteps": 256 if algo == "ppo" else 160,
+            "eval_freq": 128,
+            "eval_episodes": 1,
+            "run_dir": tmp_path / f"{algo}-{optimizer.replace(':', '_')}",
+        }
+        return TrainConfig(algo=algo, optimizer=optimizer, overrides=overrides, **{**defaults, **fields})
+
+    return make

@@ -1,0 +1,127 @@
+"""Agent hyperparameters as data: the agent files, --set parsing, validation, schedules, activations."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch.nn as nn
+from stable_baselines3.common.utils import LinearSchedule
+
+from rlopt.errors import ConfigError
+from rlopt.hparams import (
+    ALGOS,
+    initial_learning_rate,
+    known_tasks,
+    parse_set,
+    resolve_agent,
+    to_sb3_kwargs,
+)
+
+MUJOCO_V5 = {
+    "HalfCheetah-v5",
+    "Hopper-v5",
+    "Walker2d-v5",
+    "Ant-v5",
+    "Humanoid-v5",
+    "InvertedPendulum-v5",
+    "InvertedDoublePendulum-v5",
+    "Swimmer-v5",
+    "Reacher-v5",
+}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_agent_file_covers_the_nine_mujoco_tasks_each_with_a_source(algo: str) -> None:
+    assert set(known_tasks(algo)) == MUJOCO_V5
+    for task in known_tasks(algo):
+        hp = resolve_agent(algo, task)
+        assert hp.source.startswith(("rl-baselines3-zoo", "no zoo"))
+        assert "optimizer_kwargs" not in hp.kwargs.get("policy_kwargs", {})
+        to_sb3_kwargs(hp)
+
+
+def test_ppo_entries_normalise_observations_and_rewards_as_the_zoo_does() -> None:
+    for task in known_tasks("ppo"):
+        assert resolve_agent("ppo", task).normalize == {"norm_obs": True, "norm_reward": True}
+
+
+def test_zoo_values_reach_sb3_arguments_with_activation_mapped_by_name() -> None:
+    kwargs = to_sb3_kwargs(resolve_agent("ppo", "HalfCheetah-v5"))
+    assert kwargs["learning_rate"] == pytest.approx(2.0633e-05)
+    assert kwargs["n_steps"] == 512 and kwargs["max_grad_norm"] == 0.8
+    assert kwargs["policy_kwargs"]["activation_fn"] is nn.ReLU
+    assert kwargs["policy_kwargs"]["net_arch"] == {"pi": [256, 256], "vf": [256, 256]}
+
+
+def test_set_values_parse_as_yaml_and_dotted_keys_nest() -> None:
+    parsed = parse_set(
+        [
+            "n_steps=64",
+            "policy_kwargs.net_arch=[16, 16]",
+            "policy_kwargs.activation_fn=tanh",
+            "learning_rate=lin_1e-3",
+            "normalize=false",
+        ]
+    )
+    assert parsed == {
+        "n_steps": 64,
+        "learning_rate": "lin_1e-3",
+        "normalize": False,
+        "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "tanh"},
+    }
+
+
+@pytest.mark.parametrize("item", ["n_steps", "=3", "a..b=1", "x=[1, 2"])
+def test_malformed_set_is_rejected_naming_it(item: str) -> None:
+    with pytest.raises(ConfigError, match="Malformed --set"):
+        parse_set([item])
+
+
+def test_overrides_merge_into_policy_kwargs_and_win_over_the_file() -> None:
+    hp = resolve_agent("ppo", "HalfCheetah-v5", parse_set(["policy_kwargs.net_arch=[16]", "n_epochs=3"]))
+    assert hp.kwargs["policy_kwargs"] == {
+        "log_std_init": -2,
+        "ortho_init": False,
+        "activation_fn": "relu",
+        "net_arch": [16],
+    }
+    assert hp.kwargs["n_epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_stepz": 5}, "Unknown PPO hyperparameter 'n_stepz'.*n_steps"),
+        ({"n_steps": "many"}, "n_steps='many'.*an integer"),
+        ({"gamma": True}, "gamma=True.*a number"),
+        ({"learning_rate": "fast"}, "Invalid learning_rate: 'fast'.*lin_"),
+        ({"policy_kwargs": {"activation_fn": "nn.ReLU"}}, "Unknown activation_fn 'nn.ReLU'.*relu"),
+        ({"policy_kwargs": {"optimizer_kwargs": {"eps": 1e-5}}}, "optimizer comes from rlopt"),
+        ({"policy_kwargs": {"net_arc": [8]}}, "Unknown policy_kwargs key 'net_arc'"),
+        ({"normalize": "yes"}, "Invalid normalize: 'yes'"),
+        ({"n_envs": 4}, "use --n-envs"),
+    ],
+)
+def test_bad_hyperparameters_are_rejected_naming_the_value(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_agent("ppo", "HalfCheetah-v5", overrides)
+
+
+def test_lr_replaces_the_initial_value_and_keeps_the_schedule_shape() -> None:
+    hp = resolve_agent("ppo", "HalfCheetah-v5", {"learning_rate": "lin_7.3e-4"})
+    schedule = to_sb3_kwargs(hp)["learning_rate"]
+    assert isinstance(schedule, LinearSchedule)
+    assert schedule(1.0) == pytest.approx(7.3e-4) and schedule(0.5) == pytest.approx(3.65e-4)
+    hp = resolve_agent("sac", "Hopper-v5", lr=1e-3)
+    assert initial_learning_rate(hp) == 1e-3
+    with pytest.raises(ConfigError, match="--lr or --set learning_rate"):
+        resolve_agent("sac", "Hopper-v5", {"learning_rate": 1e-3}, lr=1e-3)
+
+
+def test_task_without_entry_falls_back_to_sb3_defaults_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="rlopt.hparams"):
+        hp = resolve_agent("sac", "Pendulum-v1")
+    assert "SB3 defaults" in caplog.text and "Pendulum-v1" in caplog.text
+    assert hp.source.startswith("SB3 SAC defaults") and hp.normalize is None
+    assert hp.kwargs == {"learning_rate": 3e-4}

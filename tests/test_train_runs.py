@@ -1,0 +1,184 @@
+"""Real training runs at tiny budgets: run folder, metrics, fidelity to plain SB3, divergence, pruning."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
+from rlopt.cli import main
+from rlopt.evaluation import EVAL_CSV_COLUMNS, EvalPoint
+from rlopt.train import TrainConfig, run_training
+
+pytestmark = pytest.mark.slow
+
+RUN_FILES = {"config.json", "command.txt", "versions.json", "eval.csv", "metrics.json", "tb"}
+METRIC_KEYS = {
+    "status",
+    "reason",
+    "final_return",
+    "best_return",
+    "auc",
+    "stability",
+    "timesteps_done",
+    "wall_time_s",
+    "steps_per_s",
+}
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _check_complete_run_folder(run_dir: Path, optimizer: str) -> None:
+    assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    metrics = _metrics(run_dir)
+    assert set(metrics) >= METRIC_KEYS and metrics["status"] == "ok"
+    assert set(metrics["stability"]) == {"nan_events", "return_collapses", "loss_spikes"}
+    with (run_dir / "eval.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == EVAL_CSV_COLUMNS
+    returns = [float(r["mean_return"]) for r in rows]
+    assert metrics["final_return"] == returns[-1] and metrics["best_return"] == max(returns)
+    assert metrics["auc"] == pytest.approx(np.mean(returns))
+    assert int(rows[-1]["timesteps"]) == metrics["timesteps_done"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"]["name"] == optimizer
+    assert config["optimizer"]["eps"] == config["optimizer"]["eps"]  # recorded, possibly null (dgclip)
+    assert "eps" in config["optimizer"] and "betas" in config["optimizer"]
+    assert config["gradient_clipping"]["summary"]
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert {
+        "python",
+        "torch",
+        "stable-baselines3",
+        "gymnasium",
+        "mujoco",
+        "optuna",
+        "rlopt",
+        "git_commit",
+    } <= set(versions)
+    assert (run_dir / "command.txt").read_text().startswith("rlopt train")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adopt", "adan", "dgclip", "pytorch_optimizer:adopt"])
+def test_ppo_trains_with_each_optimizer_and_leaves_a_complete_run_folder(tiny_config, optimizer: str) -> None:
+    lr = 0.05 if optimizer == "dgclip" else None
+    summary = run_training(tiny_config("ppo", optimizer, lr=lr))
+    assert summary.status == "ok" and summary.timesteps_done >= 256
+    _check_complete_run_folder(summary.run_dir, optimizer)
+    config = json.loads((summary.run_dir / "config.json").read_text())
+    assert config["optimizer"]["injected_into"] == ["policy"]
+    assert config["agent"]["hyperparameters"]["n_steps"] == 128
+
+
+@pytest.mark.parametrize("optimizer", ["adopt", "adan", "dgclip"])
+def test_sac_trains_with_each_optimizer_and_leaves_a_complete_run_folder(tiny_config, optimizer: str) -> None:
+    summary = run_training(tiny_config("sac", optimizer))
+    assert summary.status == "ok"
+    _check_complete_run_folder(summary.run_dir, optimizer)
+    config = json.loads((summary.run_dir / "config.json").read_text())
+    assert config["optimizer"]["injected_into"] == ["actor", "critic", "ent_coef"]
+
+
+def test_rlopt_adam_reproduces_plain_sb3_ppo_exactly(tiny_config) -> None:
+    """Same hyperparameters, seed, CPU, eps=1e-5 (SB3's hidden default): identical final parameters."""
+    config = tiny_config("ppo", "adam", eps=1e-5, save_model=True, timesteps=512, eval_freq=200)
+    summary = run_training(config)
+    hp = json.loads((summary.run_dir / "config.json").read_text())["agent"]["hyperparameters"]
+
+    env = VecNormalize(make_vec_env("InvertedPendulum-v5", n_envs=1, seed=0), gamma=hp["gamma"])
+    plain = PPO("MlpPolicy", env, seed=0, device="cpu", **{**hp, "policy_kwargs": {"net_arch": [16]}})
+    assert plain.policy.optimizer.param_groups[0]["eps"] == 1e-5
+    plain.learn(512)
+
+    ours = PPO.load(summary.run_dir / "model.zip", device="cpu")
+    theirs = plain.policy.state_dict()
+    for name, tensor in ours.policy.state_dict().items():
+        assert torch.equal(tensor, theirs[name]), name
+    stats = VecNormalize.load(str(summary.run_dir / "vecnormalize.pkl"), make_vec_env("InvertedPendulum-v5"))
+    np.testing.assert_array_equal(stats.obs_rms.mean, env.obs_rms.mean)
+    env.close()
+
+
+def test_saved_sac_model_loads_in_plain_sb3_and_acts(tiny_config) -> None:
+    summary = run_training(tiny_config("sac", "adopt", save_model=True))
+    model = SAC.load(summary.run_dir / "model.zip", device="cpu")
+    assert type(model.actor.optimizer).__name__ == "ADOPT"
+    action, _ = model.predict(np.zeros(4, dtype=np.float32), deterministic=True)
+    assert model.action_space.contains(action)
+
+
+def test_huge_learning_rate_diverges_cleanly_and_the_cli_exits_1(tiny_config, tmp_path: Path) -> None:
+    run_dir = tmp_path / "diverged"
+    code = main(
+        [
+            "train",
+            "--algo",
+            "ppo",
+            "--env",
+            "InvertedPendulum-v5",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e12",
+            "--timesteps",
+            "1024",
+            "--set",
+            "n_steps=128",
+            "--set",
+            "batch_size=64",
+            "--set",
+            "max_grad_norm=.inf",
+            "--set",
+            "policy_kwargs.net_arch=[16]",
+            "--eval-freq",
+            "5000",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
+    assert code == 1
+    metrics = _metrics(run_dir)
+    assert metrics["status"] == "diverged"
+    assert "non-finite" in metrics["reason"]
+    assert metrics["stability"]["nan_events"] >= 1
+    assert metrics["timesteps_done"] < 1024
+
+
+def test_on_eval_raising_prunes_the_run_and_propagates(tiny_config) -> None:
+    seen: list[EvalPoint] = []
+
+    def prune_at_second(point: EvalPoint) -> None:
+        seen.append(point)
+        if len(seen) == 2:
+            raise optuna.TrialPruned(f"pruned at {point.timesteps}")
+
+    config: TrainConfig = tiny_config("ppo", "adam", timesteps=2048)
+    with pytest.raises(optuna.TrialPruned):
+        run_training(config, on_eval=prune_at_second)
+    metrics = _metrics(config.run_dir)
+    assert metrics["status"] == "pruned" and "TrialPruned" in metrics["reason"]
+    assert metrics["timesteps_done"] < 2048
+    assert [p.timesteps for p in seen] == [128, 256]
+    assert seen[0].returns and seen[0].mean_return == pytest.approx(np.mean(seen[0].returns))
+
+
+def test_on_eval_raising_anything_else_stops_the_run(tiny_config) -> None:
+    def stop(point: EvalPoint) -> None:
+        raise RuntimeError("enough")
+
+    config = tiny_config("sac", "adam")
+    with pytest.raises(RuntimeError, match="enough"):
+        run_training(config, on_eval=stop)
+    assert _metrics(config.run_dir)["status"] == "stopped"
