@@ -1,15 +1,90 @@
-"""``rlopt study``: not yet implemented (placeholder registered so the CLI lists it)."""
+"""``rlopt study run FILE`` and ``rlopt study status STUDY``.
+
+``run`` validates the study file (one-line error, exit code 2, nothing written), then runs or resumes
+it with ``--workers`` processes on this machine; the same command with ``--storage postgresql://...`` on
+several machines shares one study. ``status`` prints progress, best trials and failures, and writes
+Optuna's plots into the study folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("study", help="(not yet implemented)")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser("study", help="run a study file (Optuna) or show its status")
+    commands = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+
+    run = commands.add_parser("run", help="run or resume a study file (studies/*.yaml)")
+    run.add_argument("file", help="the study file, e.g. studies/quickstart.yaml")
+    run.add_argument("--workers", type=int, default=1,
+                     help="worker processes on this machine, each pulling trials from the storage "
+                          "(default 1)")
+    run.add_argument("--storage", default=None,
+                     help="storage URL (default: the file's, else sqlite:///runs/<study>/study.db); "
+                          "postgresql://user:pass@host/db shares the study between machines")
+    run.add_argument("--runs-dir", default="runs", help="parent folder of the study folder (default runs)")
+    run.add_argument("--parallel-runs", type=int, default=None,
+                     help="runs of one trial at once per worker (default: the file's, else cores / workers)")
+    run.add_argument("--no-plots", action="store_true", help="do not write Optuna's plots at the end")
+    run.set_defaults(func=run_command)
+
+    status = commands.add_parser("status", help="progress, best trials and failures of a study")
+    status.add_argument("study", help="a study folder (runs/<name>) or a study name")
+    status.add_argument("--storage", default=None,
+                        help="storage URL (default: the one the study was run with)")
+    status.add_argument("--runs-dir", default="runs", help="where study names are looked up (default runs)")
+    status.add_argument("--no-plots", action="store_true", help="do not write Optuna's plots")
+    status.set_defaults(func=status_command)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise ValueError("'rlopt study' is not implemented yet")
+def _quiet_libraries() -> None:
+    import optuna
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rlopt.errors import ConfigError
+    from rlopt.study import run_study
+    from rlopt.study_spec import load_spec
+
+    for flag, value in (("--workers", args.workers), ("--parallel-runs", args.parallel_runs)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value} is not accepted (accepted: an integer >= 1)")
+    spec = load_spec(args.file)
+    if args.storage is not None:
+        from rlopt.storage import check_url
+
+        try:
+            check_url(args.storage)
+        except ConfigError as exc:
+            raise ConfigError(f"--storage: {exc}") from exc
+    _quiet_libraries()
+    location = run_study(spec, storage=args.storage, runs_dir=args.runs_dir, workers=args.workers,
+                         parallel_runs=args.parallel_runs, file=args.file)
+    return _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    return _show(args.study, args.storage, args.runs_dir, not args.no_plots)
+
+
+def _show(study: str, storage: str | None, runs_dir: str, plots: bool) -> int:
+    from rich.console import Console
+
+    from rlopt.study_status import open_study, print_status, write_plots
+
+    console = Console(width=160)
+    opened = open_study(study, storage, runs_dir)
+    print_status(opened, console)
+    if plots:
+        written = write_plots(opened)
+        if written:
+            console.print(f"plots: {len(written)} PNG files in {opened.study_dir / 'plots'}")
+    console.print(f"TensorBoard: tensorboard --logdir {opened.study_dir}")
+    return 0

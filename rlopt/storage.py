@@ -1,0 +1,193 @@
+"""Where a study lives: storage URLs, Optuna's ``RDBStorage`` with heartbeats, and the claim lock.
+
+- Default: an SQLite file ``runs/<study>/study.db`` (embedded, one machine, several workers).
+- ``postgresql://user:pass@host/db``: the same command on several machines shares one study.
+
+Heartbeats: every running trial writes a heartbeat every ``interval`` seconds; a trial silent for
+``grace_period`` seconds (its worker was killed) is marked failed by the next worker that looks, and
+:class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues a copy of it (same parameters) to run
+again, up to ``max_retry`` times.
+
+The claim lock (:func:`claim_lock`) serialises "fail stale trials, count what is left, take the next
+trial" across workers. It is written here because Optuna's ``ask()`` is not atomic with the count that
+decides whether to ask at all, and on SQLite its ``WAITING -> RUNNING`` claim is not either (pysqlite
+starts the transaction only at the UPDATE): two workers could both take the last trial. SQLite gets an
+``flock`` on a file next to the database, PostgreSQL a session advisory lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from rlopt.errors import ConfigError
+
+SCHEMES = ("sqlite", "postgresql")
+SQLITE_BUSY_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 10
+
+
+def default_url(study_dir: Path) -> str:
+    """``sqlite:///<study_dir>/study.db`` (absolute, so it works from any working directory)."""
+    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def check_url(url: str) -> str:
+    """``url`` if its scheme is supported (``postgres://`` is spelled out as ``postgresql://``).
+
+    Raises:
+        ConfigError: another scheme, or no scheme at all.
+    """
+    if "://" not in url:
+        raise ConfigError(
+            f"{url!r} is not a storage URL (accepted: sqlite:///path/to/study.db or "
+            "postgresql://user:password@host:port/database)"
+        )
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if _scheme(url) not in SCHEMES:
+        raise ConfigError(
+            f"unsupported storage {redact(url)!r} (accepted: sqlite:///path/to/study.db or "
+            "postgresql://user:password@host:port/database)"
+        )
+    return url
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and records."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an SQLite URL (None for other schemes or in-memory)."""
+    if _scheme(url) != "sqlite":
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def check_reachable(url: str, will_create: Path | None = None) -> None:
+    """Fail early, writing nothing, if the storage cannot be used.
+
+    Args:
+        url: the storage URL.
+        will_create: a folder the caller is about to create (the study folder holding a default
+            SQLite file), which therefore need not exist yet.
+
+    Raises:
+        ConfigError: one line saying why (folder missing, server unreachable, bad credentials...).
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        folder = path.resolve().parent
+        if will_create is not None and folder == will_create.resolve():
+            return
+        if not folder.is_dir():
+            raise ConfigError(f"storage {url!r}: folder {folder} does not exist "
+                              "(accepted: an SQLite file in an existing folder)")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"storage {url!r}: {path} is not a file")
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise ConfigError(f"storage {redact(url)!r} is unreachable: {reason[0] if reason else exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def open_storage(url: str, interval: int, grace_period: int, max_retry: int) -> RDBStorage:
+    """Optuna's ``RDBStorage`` at ``url``, with heartbeats and retries of stale trials."""
+    engine_kwargs: dict[str, Any] = {}
+    if _scheme(url) == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    return RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+    )
+
+
+def existing_study_names(url: str) -> list[str]:
+    """Names of the Optuna studies in the storage, without creating anything."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return []
+    storage = RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+    try:
+        return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    except Exception:
+        return []
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def claim_lock(url: str, name: str) -> Iterator[None]:
+    """Hold a lock named ``name``, shared by every worker of the storage at ``url``."""
+    path = sqlite_path(url)
+    if path is not None:
+        with open(f"{path}.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    if _scheme(url) == "postgresql":
+        from sqlalchemy import text
+
+        engine = _lock_engine(url)
+        with engine.connect() as conn:
+            key = _lock_key(name)
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    yield
+
+
+_LOCK_ENGINES: dict[str, Any] = {}
+
+
+def _lock_engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+
+    if url not in _LOCK_ENGINES:
+        _LOCK_ENGINES[url] = create_engine(url, pool_size=1, pool_pre_ping=True)
+    return _LOCK_ENGINES[url]

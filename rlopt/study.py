@@ -1,0 +1,194 @@
+"""Run a study file: validated spec -> storage and Optuna studies -> worker processes.
+
+``run_study(spec, storage=None, runs_dir="runs", workers=1)`` checks everything it can before it
+writes anything (the spec, the storage being reachable, an existing study in the storage having been
+made from the same file), then creates ``runs/<study>/`` (``study.yaml``: the file as run,
+``study.json``: where its storage is), creates or loads one Optuna study per arm
+(``load_if_exists``, so the same command on several machines shares one study), and runs ``workers``
+processes that pull trials from the storage (:mod:`rlopt.study_runner`). Re-running the command resumes:
+finished trials are kept, and ``n_trials`` is the total per arm, not an additional number.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from rlopt.errors import ConfigError
+from rlopt.storage import check_reachable, check_url, default_url, existing_study_names, open_storage, redact
+from rlopt.study_runner import Worker, arm_study_name, default_parallel_runs
+from rlopt.study_spec import StudySpec
+from rlopt.trial_execution import exit_with_parent
+
+log = logging.getLogger(__name__)
+
+STUDY_JSON = "study.json"
+STUDY_YAML = "study.yaml"
+DEFAULT_STORAGE = "default"
+IDENTITY_ATTR = "rlopt_identity"
+
+
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where a study's folder and storage are."""
+
+    name: str
+    study_dir: Path
+    url: str
+    default_storage: bool
+
+
+def locate(spec: StudySpec, storage: str | None = None, runs_dir: str | Path = "runs") -> StudyLocation:
+    """The study folder ``<runs_dir>/<name>`` and the storage: ``storage``, the file's, or the default."""
+    study_dir = Path(runs_dir) / spec.name
+    url = storage or spec.storage
+    if url is None:
+        return StudyLocation(spec.name, study_dir, default_url(study_dir), True)
+    return StudyLocation(spec.name, study_dir, check_url(url), False)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _first_difference(stored: Any, current: Any, path: str = "") -> str | None:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for key in sorted(set(stored) | set(current)):
+            found = _first_difference(stored.get(key), current.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if stored == current else f"{path}: {current!r} here, {stored!r} in the stored study"
+
+
+def check_existing(spec: StudySpec, location: StudyLocation, file: str) -> list[str]:
+    """Read-only checks against what the storage and folder already hold; returns existing arm labels.
+
+    Raises:
+        ConfigError: the stored study was made from a different file, or the folder holds runs of a
+            study the storage does not know.
+    """
+    names = set(existing_study_names(location.url))
+    existing = [arm.label for arm in spec.arms if arm_study_name(spec.name, arm.label) in names]
+    if existing:
+        storage = optuna.storages.RDBStorage(location.url, skip_compatibility_check=True)
+        try:
+            current = _jsonable(spec.identity())
+            for label in existing:
+                stored = optuna.load_study(study_name=arm_study_name(spec.name, label),
+                                           storage=storage).user_attrs.get(IDENTITY_ATTR)
+                difference = _first_difference(stored, current) if stored is not None else None
+                if difference:
+                    raise ConfigError(
+                        f"{file}: {difference}; study {spec.name!r} in {redact(location.url)} was made from "
+                        "another file (accepted: the same file, with n_trials/sampler options/pruner/storage "
+                        f"free to change; or a new name, or delete {location.study_dir})")
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()
+    for arm in spec.arms:
+        arm_dir = location.study_dir / arm.label
+        if arm.label not in existing and arm_dir.is_dir() and any(arm_dir.glob("trial_*")):
+            raise ConfigError(
+                f"{file}: {arm_dir} holds runs of a study that storage {redact(location.url)} does not know "
+                f"(accepted: the storage those runs belong to, or delete {arm_dir})")
+    return existing
+
+
+def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>") -> None:
+    """Check, then create the study folder and one Optuna study per arm (or load them)."""
+    check_reachable(location.url, will_create=location.study_dir if location.default_storage else None)
+    check_existing(spec, location, file)
+    location.study_dir.mkdir(parents=True, exist_ok=True)
+    if spec.path is not None:
+        (location.study_dir / STUDY_YAML).write_text(spec.path.read_text())
+    meta = {
+        "name": spec.name,
+        "storage": DEFAULT_STORAGE if location.default_storage else redact(location.url),
+        "arms": {arm.label: arm_study_name(spec.name, arm.label) for arm in spec.arms},
+        "study_file": str(spec.path) if spec.path else None,
+        "updated": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    (location.study_dir / STUDY_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    storage = open_storage(location.url, spec.heartbeat.interval, spec.heartbeat.grace_period,
+                           spec.heartbeat.max_retry)
+    identity = _jsonable(spec.identity())
+    for arm in spec.arms:
+        study = optuna.create_study(study_name=arm_study_name(spec.name, arm.label), storage=storage,
+                                    direction="maximize", load_if_exists=True)
+        attrs = {IDENTITY_ATTR: identity, "rlopt_study": spec.name, "rlopt_arm": arm.label,
+                 "optimizer": arm.optimizer, "fairness": spec.fairness, "n_trials": spec.trials_for(arm),
+                 "objective": f"{spec.objective.aggregate} of {spec.objective.metric}",
+                 "sampler": spec.sampler.name, "pruner": spec.pruner.name}
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value:
+                study.set_user_attr(key, value)
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def _worker_main(spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int) -> None:
+    exit_with_parent()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {index}] %(message)s",
+                        datefmt="%H:%M:%S")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    Worker(spec, url, study_dir, worker=index, parallel_runs=parallel_runs).run()
+
+
+def run_study(
+    spec: StudySpec,
+    storage: str | None = None,
+    runs_dir: str | Path = "runs",
+    workers: int = 1,
+    parallel_runs: int | None = None,
+    file: str | None = None,
+) -> StudyLocation:
+    """Run (or resume) ``spec`` until every arm has its trials finished.
+
+    Args:
+        spec: the validated study.
+        storage: storage URL (default: the file's ``storage``, else ``runs/<name>/study.db``).
+        runs_dir: parent of the study folder.
+        workers: worker processes on this machine, each pulling trials from the storage.
+        parallel_runs: runs of one trial at once per worker (default: the file's, else cores / workers).
+        file: how the study file is named in error messages.
+
+    Raises:
+        ConfigError: before anything is written, for a storage or folder that cannot be used.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is not accepted (accepted: an integer >= 1)")
+    location = locate(spec, storage, runs_dir)
+    prepare(spec, location, file or str(spec.path or spec.name))
+    parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
+    if workers == 1:
+        Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()
+        return location
+    ctx = mp.get_context("spawn")
+    processes = [
+        ctx.Process(target=_worker_main, args=(spec, location.url, location.study_dir, i, parallel),
+                    name=f"worker-{i}")
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except BaseException:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+        raise
+    failed = [p.name for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{', '.join(failed)} exited with an error (see the log above)")
+    return location

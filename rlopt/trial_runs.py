@@ -1,0 +1,133 @@
+"""The training runs of one trial: a :class:`~rlopt.search_space.Setting` x tasks x seeds -> TrainConfigs.
+
+Every run of a trial gets its folder under the study folder,
+``<study>/<arm>/trial_<n>/<task>_seed<s>/``, so ``tensorboard --logdir runs/<study>`` shows every
+trial's runs side by side.
+
+A batch-size multiplier ``kappa`` multiplies the agent's ``batch_size`` (after overrides) and rescales
+the optimizer's lr, betas and eps with :func:`rlopt.optim.scaling.scale_hyperparameters`, starting from
+the values the run would use at ``kappa = 1`` (the agent's own learning rate when the study gives none).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rlopt.errors import ConfigError
+from rlopt.search_space import Setting
+from rlopt.study_spec import StudySpec
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One run of a trial."""
+
+    task: str
+    seed: int
+
+    def folder(self) -> str:
+        return f"{self.task}_seed{self.seed}"
+
+
+def run_keys(spec: StudySpec) -> list[RunKey]:
+    """Every (task, seed) a trial runs, tasks first."""
+    return [RunKey(task, seed) for task in spec.tasks for seed in spec.seeds]
+
+
+def trial_folder(arm: str, number: int) -> str:
+    """``<arm>/trial_0003``, relative to the study folder."""
+    return f"{_safe(arm)}/trial_{number:04d}"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def _budget(spec: StudySpec, task: str) -> tuple[int, int | None, int | None]:
+    """Timesteps, eval_freq and eval_episodes of ``task``: the study's, else the suite's."""
+    timesteps, every, episodes = spec.timesteps, spec.evaluation.every, spec.evaluation.episodes
+    if spec.suite is not None:
+        from rlopt.envs import load_suite
+
+        suite_task = load_suite(spec.suite).task(task)
+        timesteps = timesteps or suite_task.timesteps
+        every = every or suite_task.eval_freq
+        episodes = episodes or suite_task.eval_episodes
+    assert timesteps is not None
+    return timesteps, every, episodes
+
+
+def _default_batch_size(algo: str) -> int:
+    from rlopt.hparams import algo_class
+
+    return int(inspect.signature(algo_class(algo).__init__).parameters["batch_size"].default)
+
+
+def train_config(spec: StudySpec, setting: Setting, key: RunKey, run_dir: Path | None) -> Any:
+    """The :class:`rlopt.train.TrainConfig` of one run of ``setting``.
+
+    Raises:
+        ConfigError: the setting cannot be trained (bad hyperparameter, scaling rule out of range...).
+    """
+    from rlopt.train import TrainConfig
+
+    timesteps, every, episodes = _budget(spec, key.task)
+    config = TrainConfig(
+        algo=spec.algorithm, env=key.task, optimizer=setting.optimizer, lr=setting.lr,
+        betas=setting.betas, eps=setting.eps, weight_decay=setting.weight_decay,
+        optimizer_extra=dict(setting.extra), seed=key.seed, timesteps=timesteps, device=spec.device,
+        n_envs=spec.n_envs, run_dir=run_dir, overrides=dict(setting.overrides), eval_freq=every,
+        save_model=spec.save_model,
+    )
+    if episodes is not None:
+        config = replace(config, eval_episodes=episodes)
+    if setting.kappa == 1.0:
+        return config
+    from rlopt.optim.scaling import scale_hyperparameters
+
+    plan = config.validate()
+    base = plan.optimizer
+    try:
+        given = {"lr": base.lr, "betas": base.betas, "eps": base.eps, "weight_decay": base.weight_decay,
+                 **base.extra}
+        scaled = scale_hyperparameters(base.name, given, setting.kappa, setting.scaling_rule)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    batch = int(plan.agent.kwargs.get("batch_size", _default_batch_size(spec.algorithm)))
+    scaled_batch = round(batch * setting.kappa)
+    if scaled_batch < 2:
+        raise ConfigError(f"kappa={setting.kappa:g} makes batch_size {batch} -> {scaled_batch} "
+                          "(accepted: a kappa giving batch_size >= 2)")
+    if spec.algorithm == "ppo":
+        rollout = int(plan.agent.kwargs.get("n_steps", 2048)) * plan.n_envs
+        if scaled_batch > rollout:
+            raise ConfigError(
+                f"kappa={setting.kappa:g} makes batch_size {scaled_batch} larger than the rollout "
+                f"n_steps*n_envs = {rollout} on {key.task} (accepted: kappa <= {rollout / batch:g}, or a "
+                "larger n_steps in the overrides)")
+    extra = {k: v for k, v in scaled.items() if k not in ("lr", "betas", "eps", "weight_decay")}
+    return replace(
+        config, lr=scaled["lr"], betas=tuple(scaled["betas"]), eps=scaled["eps"],
+        weight_decay=scaled["weight_decay"], optimizer_extra=extra,
+        overrides={**config.overrides, "batch_size": scaled_batch},
+    )
+
+
+def check_run_configs(spec: StudySpec, setting: Setting) -> None:
+    """Validate the run of ``setting`` on every task (nothing is written).
+
+    Raises:
+        ConfigError: naming the bad value and what is accepted.
+    """
+    for task in spec.tasks:
+        train_config(spec, setting, RunKey(task, spec.seeds[0]), None).validate()
+
+
+def resolved_hparams(spec: StudySpec, setting: Setting) -> dict[str, Any]:
+    """The optimizer hyperparameters the first task's runs really use (after defaults and scaling)."""
+    plan = train_config(spec, setting, RunKey(spec.tasks[0], spec.seeds[0]), None).validate()
+    return plan.optimizer.as_dict()
