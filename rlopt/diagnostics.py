@@ -316,6 +316,9 @@ class DiagnosticsCallback(BaseCallback):
             self.write_window()
 
     def _on_training_end(self) -> None:
+        # the last train() call of the run ends no rollout: write (and check) its window here
+        if self.num_timesteps > self._last_logged:
+            self.write_window()
         self.close()
 
     def write_window(self) -> None:

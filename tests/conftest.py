@@ -19,6 +19,12 @@ TINY_AGENT: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(scope="session")
+def tiny_agent() -> dict[str, dict[str, Any]]:
+    """Agent overrides for runs of seconds: 16-unit networks, short rollouts / tiny replay buffer."""
+    return TINY_AGENT
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Callable[..., Any]:
     """``tiny_config(algo, optimizer, **fields)``: a ``TrainConfig`` of a few hundred steps on

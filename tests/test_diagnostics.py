@@ -1,0 +1,107 @@
+"""Optimizer diagnostics measured by step hooks, and the stability events' definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlopt.diagnostics import OptimizerProbe, StabilityThresholds, StabilityTracker, second_moment_stats
+
+
+def _model_and_loss() -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    x = torch.randn(16, 5)
+    return model, (model(x) ** 2).mean()
+
+
+def test_probe_measures_sgd_step_exactly() -> None:
+    model, loss = _model_and_loss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = OptimizerProbe(opt, measure_pre_clip=False)
+    loss.backward()
+    grad_norm = math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    param_after_norm = math.sqrt(
+        sum(
+            float((b - 0.01 * p.grad).square().sum()) for b, p in zip(before, model.parameters(), strict=True)
+        )
+    )
+    opt.step()
+    window = probe.pop_window()
+    assert window["updates"] == 1
+    assert window["grad_norm_post_clip"] == pytest.approx(grad_norm, rel=1e-6)
+    assert window["grad_norm_pre_clip"] == window["grad_norm_post_clip"]
+    assert window["update_norm"] == pytest.approx(0.01 * grad_norm, rel=1e-5)
+    assert window["effective_step_size"] == pytest.approx(0.01, rel=1e-5)
+    assert window["update_ratio"] == pytest.approx(0.01 * grad_norm / param_after_norm, rel=1e-5)
+    assert "second_moment_sqrt_mean" not in window  # plain SGD keeps no second moment
+    assert probe.pop_window() == {}
+    probe.close()
+
+
+def test_probe_sees_the_gradient_norm_before_and_after_the_agents_clip() -> None:
+    model, loss = _model_and_loss()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    probe = OptimizerProbe(opt, measure_pre_clip=True)
+    loss.backward()
+    unclipped = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01))
+    opt.step()
+    window = probe.pop_window()
+    assert unclipped > 0.01
+    assert window["grad_norm_pre_clip"] == pytest.approx(unclipped, rel=1e-6)
+    assert window["grad_norm_post_clip"] == pytest.approx(0.01, rel=1e-4)
+    v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in model.parameters()]).sqrt()
+    assert window["second_moment_sqrt_mean"] == pytest.approx(float(v.mean()), rel=1e-6)
+    assert window["second_moment_sqrt_max"] == pytest.approx(float(v.max()), rel=1e-6)
+    probe.close()
+
+
+def test_probe_counts_non_finite_steps_and_flags_non_finite_parameters() -> None:
+    model, loss = _model_and_loss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = OptimizerProbe(opt, measure_pre_clip=False)
+    loss.backward()
+    opt.step()
+    assert probe.check_finite() == (0, False)
+    model.weight.grad.fill_(float("nan"))
+    opt.step()
+    assert probe.check_finite() == (1, True)
+    assert probe.check_finite() == (0, False)  # each step is counted once
+    probe.close()
+
+
+def test_second_moment_read_from_rmsprop_state_too() -> None:
+    model, loss = _model_and_loss()
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3)
+    loss.backward()
+    opt.step()
+    stats = second_moment_stats(opt)
+    v = torch.cat([opt.state[p]["square_avg"].reshape(-1) for p in model.parameters()]).sqrt()
+    assert stats["second_moment_sqrt_max"] == pytest.approx(float(v.max()))
+
+
+def test_return_collapse_is_counted_once_per_drop_below_half_the_range() -> None:
+    tracker = StabilityTracker(StabilityThresholds(collapse_fraction=0.5))
+    started = [tracker.observe_return(r) for r in [0, 100, 40, 30, 90, 10, 60]]
+    # eval 3: 40 < 100 - 0.5*100 starts a collapse; 30 continues it; 90 recovers; 10 starts another;
+    # 60 > 50 recovers
+    assert started == [False, False, True, False, False, True, False]
+    assert tracker.return_collapses == 2
+
+
+def test_small_dips_and_improvements_are_not_collapses() -> None:
+    tracker = StabilityTracker()
+    for r in [-300, -200, -220, -100, -150, 50]:
+        tracker.observe_return(r)
+    assert tracker.return_collapses == 0
+
+
+def test_loss_spike_is_a_tenfold_jump_over_the_recent_median() -> None:
+    tracker = StabilityTracker(StabilityThresholds(spike_factor=10, spike_history=20, spike_min_history=5))
+    flags = [tracker.observe_loss(v) for v in [1.0, 2.0, 1.0, 1.5, 1.0, 9.0, 30.0, 1.0]]
+    assert flags == [False] * 6 + [True, False]
+    assert tracker.loss_spikes == 1
+    assert not StabilityTracker().observe_loss(float("nan"))
