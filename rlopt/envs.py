@@ -22,6 +22,7 @@ statistics but never updates them and reports raw rewards.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -190,10 +191,33 @@ def check_task(task: Any) -> str:
     return spec.id
 
 
+_mujoco_log = logging.getLogger("rlopt.mujoco")
+
+
+@cache
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's C-level warnings to Python logging instead of stderr and ``./MUJOCO_LOG.TXT``.
+
+    Deprecation notices (HalfCheetah's ``settotalmass``, printed at every env creation) go to DEBUG,
+    everything else (e.g. simulation instabilities) to WARNING. Process-wide, installed once.
+    """
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - MuJoCo tasks need it, other tasks do not
+        return
+
+    def warn(message: str) -> None:
+        level = logging.DEBUG if "deprecated" in message else logging.WARNING
+        _mujoco_log.log(level, "MuJoCo: %s", message.strip())
+
+    mujoco.set_mju_user_warning(warn)
+
+
 def make_train_env(
     task: str, n_envs: int, seed: int, normalize: dict[str, bool] | None, gamma: float
 ) -> VecEnv:
     """Training envs as rl-baselines3-zoo builds them: ``make_vec_env`` then optional ``VecNormalize``."""
+    route_mujoco_warnings()
     env = make_vec_env(task, n_envs=n_envs, seed=seed)
     if normalize is not None:
         env = VecNormalize(env, gamma=gamma, **normalize)
@@ -206,6 +230,7 @@ def make_eval_env(task: str, seed: int, train_env: VecEnv) -> VecEnv:
     The statistics are copied from ``train_env`` before each evaluation
     (``stable_baselines3.common.vec_env.sync_envs_normalization``).
     """
+    route_mujoco_warnings()
     env = make_vec_env(task, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
     if isinstance(train_env, VecNormalize):
         env = VecNormalize(
@@ -219,6 +244,7 @@ def random_policy_return(task: str, episodes: int = 50, seed: int = 0) -> tuple[
 
     This is how the ``random_return`` of the suites was measured (reproduce it with this function).
     """
+    route_mujoco_warnings()
     env = gym.make(task)
     env.action_space.seed(seed)
     returns = []
