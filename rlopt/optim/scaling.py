@@ -95,7 +95,8 @@ def scale_hyperparameters(
     betas = []
     for beta, meaning in zip(resolved.betas, beta_names, strict=True):
         shrink = kappa * (1.0 - beta)
-        if shrink >= 1.0:
+        # The tolerance absorbs rounding in 1 - beta (kappa=10, beta=0.9 gives 0.9999999999999998).
+        if shrink >= 1.0 - 1e-12:
             raise ValueError(
                 f"Cannot apply the sqrt scaling rule with kappa={kappa:g} to {meaning} = {beta!r}: "
                 f"kappa*(1-beta) = {shrink:.6g} >= 1 "
