@@ -16,7 +16,9 @@ gradient norm, for instance).
 The ``single_tensor`` function is the readable reference, a loop over tensors; ``foreach`` the batched
 ``torch._foreach_*`` version, tested against it. A faster implementation (a flat buffer or a fused
 kernel) is added by writing one more function, adding it to ``implementations`` and letting
-:meth:`RloptOptimizer._implementation` choose it; the bookkeeping here does not change.
+:meth:`RloptOptimizer._implementation` choose it. A flat-buffer path would allocate the buffers of
+a whole group at once, as views into one flat tensor per (device, dtype), where :meth:`_gather` creates
+state; the per-parameter state keys, and so ``state_dict`` files, would stay the same.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class TensorBatch:
         state: per-parameter buffers, ``state[key][i]`` belongs to ``params[i]``.
         step: the number of this update for these parameters, counted from 1 (the ``step`` state
             after it was incremented).
+        steps: the parameters' ``step`` counters themselves (0-d CPU tensors).
     """
 
     params: list[Tensor]

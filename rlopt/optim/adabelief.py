@@ -70,13 +70,13 @@ class AdaBelief(RloptOptimizer):
         \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
                  \frac{m_t}{\sqrt{s_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    :math:`\epsilon` enters twice, as in the paper's Algorithm 2 and the official code: it accumulates
+    :math:`\epsilon` enters twice, as in the paper's algorithm and the official code: it accumulates
     inside :math:`s` and is added to the denominator.
 
     .. warning::
         The official package's RAdam-style ``rectify`` option (on by default in its v0.2) and its
         ``amsgrad`` and L2 (non-decoupled) weight-decay options are not implemented: this is the
-        paper's Algorithm 2 with decoupled weight decay. The authors advise ``eps=1e-12`` for RL.
+        paper's algorithm with decoupled weight decay. The authors advise ``eps=1e-12`` for RL.
 
     Args:
         params: parameters or parameter groups.

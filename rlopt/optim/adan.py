@@ -141,7 +141,7 @@ class Adan(RloptOptimizer):
 
     References:
         Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models",
-        arXiv 2208.06677 (IEEE TPAMI 2024); official code: github.com/sail-sg/Adan.
+        https://arxiv.org/abs/2208.06677 (official code: github.com/sail-sg/Adan).
     """
 
     state_keys = ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad")

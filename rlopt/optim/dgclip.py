@@ -45,8 +45,8 @@ class DeltaGClip(RloptOptimizer):
 
     A zero gradient gives :math:`h_t = \eta` and, without weight decay, a zero step. Small gradients
     (:math:`\lVert g\rVert \le \gamma`) get plain gradient descent; large ones a step of length
-    :math:`\eta\gamma`, except that the step size never falls below :math:`\delta\eta`, which is what
-    the paper's convergence proof for wide networks needs.
+    :math:`\eta\gamma`, except that the step size never falls below :math:`\delta\eta`: that floor
+    is the regularisation the paper adds to plain gradient clipping, and its proof relies on it.
 
     Default lr 0.1 (our choice: the paper's runs used lr 5 with :math:`\gamma = 0.25` on
     ResNet-18/CIFAR-10, far larger than a PPO or SAC network tolerates); with the default
