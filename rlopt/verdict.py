@@ -38,7 +38,10 @@ Kinds, and when a verdict is ``reproduced`` / ``contradicted`` (else ``inconclus
   distance(candidate): reproduced above 0, contradicted below 0.
 
 Whatever the interval, a cell (arm or group × task) with fewer than ``min_runs`` finished runs
-(default 3) makes the verdict inconclusive: the bootstrap cannot be trusted with fewer seeds.
+(default 3) makes the verdict inconclusive: the bootstrap cannot be trusted with fewer seeds. A
+``competitive`` claim is also inconclusive when the baseline's IQM is not clearly (lower bound) above
+the margin, and a ``robust`` claim without baseline when no group's IQM is: at such a budget a policy
+that learnt nothing would pass the test too.
 """
 
 from __future__ import annotations
@@ -428,8 +431,11 @@ def _finish(
     reproduced_if: str,
     cells: _Cells,
     details: Mapping[str, float] | None = None,
+    vacuous: str | None = None,
 ) -> Verdict:
     outcome, reason = decide(interval, threshold, reproduced_if)
+    if outcome == REPRODUCED and vacuous:
+        reason, outcome = f"{reason}, but {vacuous}", INCONCLUSIVE
     smallest = cells.smallest()
     if outcome != INCONCLUSIVE and smallest < claim.min_runs:
         reason = f"{reason}, but the smallest cell has {smallest} finished run(s) (min_runs {claim.min_runs})"
@@ -530,11 +536,18 @@ def _competitive(
     diff = stats.iqm_difference_interval(a, b, **boot)
     poi = stats.average_probability_of_improvement(a, b)
     margin = claim.margin or 0.0
+    base = stats.iqm_interval(b, **boot)
     measured = (
         f"IQM difference on normalised {claim.metric} = {diff.format(signed=True)}, margin −{margin:g}; "
-        f"P(improvement) {float(poi):.2f}"
+        f"baseline IQM {base.format()}; P(improvement) {float(poi):.2f}"
     )
-    return _finish(claim, effect, diff, measured, -margin, "above", cells, {"poi": float(poi)})
+    vacuous = None
+    if not base.low > margin:
+        vacuous = (
+            f"the baseline's IQM is not clearly above the margin {margin:g}, so a policy scoring 0 "
+            "(random, or the worst evaluation seen) would pass as well: nothing was learnt to compare"
+        )
+    return _finish(claim, effect, diff, measured, -margin, "above", cells, {"poi": float(poi)}, vacuous)
 
 
 def _groups(runs: Sequence[RunLike], key: str) -> dict[str, list[RunLike]]:
@@ -600,18 +613,20 @@ def _robust(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
             cells,
             {"spread_candidate": spread_c, "spread_baseline": spread_b},
         )
+    margin = claim.margin or 0.0
+    best = max((stats.iqm_interval(g, **boot) for g in strata[:n_candidate]), key=lambda i: i.estimate)
     measured = (
-        f"IQM spread across {n_candidate} values of {key} on normalised {claim.metric}: {interval.format()}"
+        f"IQM spread across {n_candidate} values of {key} on normalised {claim.metric}: {interval.format()}, "
+        f"margin {margin:g}; best value's IQM {best.format()}"
     )
+    vacuous = None
+    if not best.low > margin:
+        vacuous = (
+            f"no value of {key} has an IQM clearly above the margin {margin:g}: settings that all learn "
+            "nothing have a small spread too"
+        )
     return _finish(
-        claim,
-        effect,
-        interval,
-        measured,
-        claim.margin or 0.0,
-        "below",
-        cells,
-        {"spread_candidate": spread_c},
+        claim, effect, interval, measured, margin, "below", cells, {"spread_candidate": spread_c}, vacuous
     )
 
 

@@ -139,6 +139,14 @@ def test_competitive_follows_the_iqm_difference_and_the_margin(
     assert f"margin −{margin:g}" in verdict.measured
 
 
+def test_competitive_is_inconclusive_when_the_baseline_learnt_less_than_the_margin() -> None:
+    untrained = [1.0, 1.5, 2.0, 2.5, 3.0]  # 0.01-0.03 normalised: a random policy is within the margin
+    verdict = evaluate(claim("competitive", margin=0.05), arm("a", untrained) + arm("b", untrained), **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > -0.05
+    assert verdict.outcome == INCONCLUSIVE
+    assert "nothing was learnt" in verdict.reason
+
+
 def settings(optimizer: str, finals_by_setting: dict[float, list[float]]) -> list[Run]:
     return [
         r
@@ -179,6 +187,17 @@ def test_robust_without_baseline_compares_the_spread_with_the_margin(finals: dic
     )
     verdict = evaluate(c, settings("a", finals), **BOOT)
     assert verdict.outcome == expected
+
+
+def test_robust_without_baseline_is_inconclusive_when_no_setting_learnt() -> None:
+    c = Claim.from_dict(
+        {"statement": "s", "source": "p", "kind": "robust", "candidate": {"optimizer": "a"}, "margin": 0.2}
+    )
+    flat_and_untrained = {0.9: [1.0, 2.0, 3.0], 0.99: [1.5, 2.5, 3.5]}
+    verdict = evaluate(c, settings("a", flat_and_untrained), **BOOT)
+    assert verdict.interval is not None and verdict.interval.high < 0.2
+    assert verdict.outcome == INCONCLUSIVE
+    assert "learn nothing" in verdict.reason
 
 
 def unstable(optimizer: str, collapses: list[int]) -> list[Run]:
