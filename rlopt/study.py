@@ -102,13 +102,27 @@ def check_existing(spec: StudySpec, location: StudyLocation, file: str) -> list[
     return existing
 
 
-def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>") -> None:
-    """Check, then create the study folder and one Optuna study per arm (or load them)."""
-    check_reachable(location.url, will_create=location.study_dir if location.default_storage else None)
+def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", storage_key: str = "storage",
+            command: str | None = None) -> None:
+    """Check, then create the study folder and one Optuna study per arm (or load them).
+
+    Args:
+        spec: the validated study.
+        location: its folder and storage.
+        file: how the study file is named in error messages.
+        storage_key: where the storage URL came from, for error messages (``storage`` or ``--storage``).
+        command: the command line, recorded as ``command.txt`` in the study folder.
+    """
+    try:
+        check_reachable(location.url, will_create=location.study_dir if location.default_storage else None)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {storage_key}: {exc}") from exc
     check_existing(spec, location, file)
     location.study_dir.mkdir(parents=True, exist_ok=True)
     if spec.path is not None:
         (location.study_dir / STUDY_YAML).write_text(spec.path.read_text())
+    if command:
+        (location.study_dir / "command.txt").write_text(command + "\n")
     meta = {
         "name": spec.name,
         "storage": DEFAULT_STORAGE if location.default_storage else redact(location.url),
@@ -149,6 +163,7 @@ def run_study(
     workers: int = 1,
     parallel_runs: int | None = None,
     file: str | None = None,
+    command: str | None = None,
 ) -> StudyLocation:
     """Run (or resume) ``spec`` until every arm has its trials finished.
 
@@ -159,6 +174,7 @@ def run_study(
         workers: worker processes on this machine, each pulling trials from the storage.
         parallel_runs: runs of one trial at once per worker (default: the file's, else cores / workers).
         file: how the study file is named in error messages.
+        command: the command line, recorded in the study folder.
 
     Raises:
         ConfigError: before anything is written, for a storage or folder that cannot be used.
@@ -166,7 +182,8 @@ def run_study(
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not accepted (accepted: an integer >= 1)")
     location = locate(spec, storage, runs_dir)
-    prepare(spec, location, file or str(spec.path or spec.name))
+    prepare(spec, location, file or str(spec.path or spec.name),
+            storage_key="--storage" if storage else "storage", command=command)
     parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
     if workers == 1:
         Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()

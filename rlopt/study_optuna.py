@@ -7,6 +7,7 @@ an argument the class does not take is a one-line error listing the ones it does
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +41,8 @@ PRUNER_CLASSES: Mapping[str, Callable[[], type]] = {
     "median": lambda: optuna.pruners.MedianPruner,
     "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner,
     "hyperband": lambda: optuna.pruners.HyperbandPruner,
+    "percentile": lambda: optuna.pruners.PercentilePruner,
+    "threshold": lambda: optuna.pruners.ThresholdPruner,
 }
 PER_WORKER_SEED = ("tpe", "random", "cmaes")
 """Samplers whose seed is offset per worker: with one seed, workers that see the same finished trials
@@ -55,7 +58,9 @@ def _build(kind: str, name: str, cls: type, fixed: Mapping[str, Any], options: M
                 f"accepted: {', '.join(accepted)})"
             )
     try:
-        return cls(**fixed, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**fixed, **options)
     except (TypeError, ValueError) as exc:
         arguments = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise ConfigError(f"{cls.__name__}({arguments}): {exc}") from exc

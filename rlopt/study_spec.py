@@ -33,7 +33,8 @@ touching code. Every key, with its default::
         overrides: {}                 # agent hyperparameters of this arm only
     objective: {metric: final_return, aggregate: iqm}
     sampler: grid                     # grid | tpe | cmaes | random | qmc, or {name: tpe, seed: 0, ...}
-    pruner: none                      # none | median | successive_halving | hyperband, or {name: ..., ...}
+    pruner: none                      # none | median | successive_halving | hyperband | percentile |
+                                      # threshold, or {name: median, n_warmup_steps: 20000, ...}
     n_trials: 8                       # per arm; default for grids: the arm's grid size
     fairness: same_budget             # same_budget (equal lr-tuning budget per arm) | same_lr
     storage: null                     # default sqlite:///runs/<name>/study.db; or postgresql://...
@@ -83,7 +84,7 @@ METRICS = ("final_return", "auc", "normalized_score", "normalized_auc")
 AGGREGATES = ("iqm", "mean", "median")
 FAIRNESS = ("same_budget", "same_lr")
 SAMPLERS = ("grid", "tpe", "cmaes", "random", "qmc")
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
+PRUNERS = ("none", "median", "successive_halving", "hyperband", "percentile", "threshold")
 SCALING_RULES = ("sqrt", "linear", "none")
 DEFAULT_HEARTBEAT = {"interval": 20, "grace_period": 120, "max_retry": 3}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -65,8 +65,15 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"--storage: {exc}") from exc
     _quiet_libraries()
     location = run_study(spec, storage=args.storage, runs_dir=args.runs_dir, workers=args.workers,
-                         parallel_runs=args.parallel_runs, file=args.file)
+                         parallel_runs=args.parallel_runs, file=args.file, command=_command_line())
     return _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return shlex.join(["rlopt", *sys.argv[1:]])
 
 
 def status_command(args: argparse.Namespace) -> int:
