@@ -15,8 +15,10 @@ Per gradient update (measured by hooks on each optimizer, never by subclassing S
   optimizer's second-moment state (``exp_avg_sq``, ``exp_avg_var``, ``square_avg``...), where it has one,
   read once per logging window.
 
-Per-step values stay tensors and are reduced once per logging window (mean over the updates of the
-window), so the overhead is a few small tensor ops per update and no host sync on a GPU.
+The gradient norm handed to ``step`` is measured on every update; the other per-update values (they
+need a copy of the parameters) on every ``sample_every``-th update, a systematic sample. Values stay
+tensors and are reduced once per logging window (mean over the measured updates of the window), so the
+overhead is a few small tensor ops per update and no host sync on a GPU.
 
 Tags (indexed by the global env step): ``optim/<metric>`` for PPO's single optimizer,
 ``optim/<role>/<metric>`` for SAC's ``actor``, ``critic`` and ``ent_coef`` optimizers, and
@@ -24,9 +26,10 @@ Tags (indexed by the global env step): ``optim/<metric>`` for PPO's single optim
 
 Stability events, precisely:
 
-- **NaN event**: one optimizer step whose gradient (as handed to ``step``) or resulting parameters
-  contain NaN or Inf. Non-finite parameters end the run as ``diverged`` (:class:`Diverged`), raised at
-  the next rollout start, before the broken policy acts.
+- **NaN event**: one optimizer step whose gradient (as handed to ``step``) contains NaN or Inf, or, among
+  the sampled steps, whose resulting parameters do. The parameters themselves are checked at every
+  rollout start: non-finite ones end the run as ``diverged`` (:class:`Diverged`) before the broken
+  policy acts.
 - **Return collapse**: evaluation k (k >= 3) is *collapsed* when its mean return is below
   ``best − collapse_fraction·(best − worst)``, best and worst taken over evaluations 1..k−1 (and
   best > worst); a collapse is counted when evaluation k is collapsed and evaluation k−1 was not.
@@ -40,13 +43,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from torch.nn.utils import parameters_to_vector
 from torch.utils.hooks import RemovableHandle
 
 SECOND_MOMENT_KEYS = ("exp_avg_sq", "exp_avg_var", "square_avg", "v", "second_moment")
@@ -128,94 +130,120 @@ def _params_with_grad(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 class OptimizerProbe:
-    """Step hooks on one optimizer, collecting per-update norms until :meth:`pop_window`.
+    """Step hooks on one optimizer, collecting per-update measurements until :meth:`pop_window`.
+
+    Every update: the global gradient norm handed to ``step()`` (one ``get_total_norm``). Every
+    ``sample_every``-th update (the first one included): also the pre-clip gradient norm, the update
+    norm and the parameter norm, which need a copy of the parameters; a systematic sample keeps the
+    window means unbiased while the cost stays a few percent of an update.
 
     Args:
         optimizer: the optimizer to watch.
         measure_pre_clip: also hook every parameter's gradient accumulation to get the norm before the
             agent's own clipping (only needed where the agent clips between backward and step).
+        sample_every: measure update and parameter norms on every this-many-th update.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, measure_pre_clip: bool) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, measure_pre_clip: bool, sample_every: int = 1
+    ) -> None:
         self.optimizer = optimizer
+        self.sample_every = max(1, sample_every)
         self._handles: list[RemovableHandle] = [
             optimizer.register_step_pre_hook(self._pre_step),
             optimizer.register_step_post_hook(self._post_step),
         ]
+        self._measure_pre_clip = measure_pre_clip
         self._pre_sq: dict[int, torch.Tensor] = {}
         if measure_pre_clip:
             for group in optimizer.param_groups:
-                for index, param in enumerate(group["params"]):
-                    self._handles.append(
-                        param.register_post_accumulate_grad_hook(self._make_grad_hook(index))
-                    )
-        self._measure_pre_clip = measure_pre_clip
-        self._before: torch.Tensor | None = None
-        self._post_norm: torch.Tensor | None = None
+                for param in group["params"]:
+                    self._handles.append(param.register_post_accumulate_grad_hook(self._grad_hook))
+        self._count = 0
+        self._sampling = True
+        self._before: list[torch.Tensor] | None = None
         self._params: list[torch.Tensor] = []
-        self._rows: list[torch.Tensor] = []
-        self._unchecked: list[torch.Tensor] = []
+        self._post_norm: torch.Tensor | None = None
+        self._grad_norms: list[torch.Tensor] = []
+        self._samples: list[torch.Tensor] = []
+        self._unchecked_grads: list[torch.Tensor] = []
+        self._unchecked_samples: list[torch.Tensor] = []
 
-    def _make_grad_hook(self, index: int) -> Callable[[torch.Tensor], None]:
-        def hook(param: torch.Tensor) -> None:
+    def _grad_hook(self, param: torch.Tensor) -> None:
+        if self._sampling:
             # overwrite, not add: the stored value is the gradient as the last backward left it
             self._pre_sq[id(param)] = param.grad.detach().square().sum()  # type: ignore[union-attr]
 
-        return hook
-
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         params = _params_with_grad(optimizer)
-        self._params = params
+        self._before = None
         if not params:
-            self._before = None
             return
         with torch.no_grad():
-            self._post_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-            self._before = parameters_to_vector(params)
+            post = torch.nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]
+        self._post_norm = post
+        self._grad_norms.append(post)
+        self._unchecked_grads.append(post)
+        if self._sampling:
+            self._params = params
+            self._before = [p.detach().clone() for p in params]
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._before is None:
-            return
-        with torch.no_grad():
-            after = parameters_to_vector(self._params)
-            update_norm = torch.linalg.vector_norm(after - self._before)
-            param_norm = torch.linalg.vector_norm(after)
-            post = self._post_norm
-            assert post is not None
-            if self._measure_pre_clip:
-                squares = [self._pre_sq[id(p)] for p in self._params if id(p) in self._pre_sq]
-                pre = torch.stack(squares).sum().sqrt() if squares else post
-            else:
+        self._count += 1
+        if self._before is not None:
+            with torch.no_grad():
+                update_norm = torch.nn.utils.get_total_norm(
+                    [p.detach() - b for p, b in zip(self._params, self._before, strict=True)]
+                )
+                param_norm = torch.nn.utils.get_total_norm([p.detach() for p in self._params])
+                post = self._post_norm
+                assert post is not None
                 pre = post
-            row = torch.stack([pre, post, update_norm, param_norm])
-        self._rows.append(row)
-        self._unchecked.append(row)
-        self._before = None
-        self._params = []
+                if self._measure_pre_clip:
+                    squares = [self._pre_sq[id(p)] for p in self._params if id(p) in self._pre_sq]
+                    if squares:
+                        pre = torch.stack(squares).sum().sqrt()
+                row = torch.stack([pre, post, update_norm, param_norm])
+            self._samples.append(row)
+            self._unchecked_samples.append(row)
+            self._before, self._params = None, []
+            self._pre_sq.clear()
+        self._sampling = self._count % self.sample_every == 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether updates were measured since the last :meth:`pop_window`."""
+        return bool(self._grad_norms)
 
     def check_finite(self) -> tuple[int, bool]:
-        """Steps since the last check with a non-finite gradient or parameters, and whether the
-        parameters are non-finite now (one host sync)."""
-        if not self._unchecked:
-            return 0, False
-        rows = torch.stack(self._unchecked)
-        self._unchecked = []
-        bad_grad = ~torch.isfinite(rows[:, 1])
-        bad_param = ~torch.isfinite(rows[:, 3])
-        events = int((bad_grad | bad_param).sum())
-        return events, bool(bad_param[-1])
+        """Updates since the last check with a non-finite gradient (or, among the sampled ones,
+        non-finite parameters), and whether the optimizer's parameters are non-finite now."""
+        events = 0
+        if self._unchecked_grads:
+            events += int((~torch.isfinite(torch.stack(self._unchecked_grads))).sum())
+        if self._unchecked_samples:
+            rows = torch.stack(self._unchecked_samples)
+            events += int((torch.isfinite(rows[:, 1]) & ~torch.isfinite(rows[:, 3])).sum())
+        self._unchecked_grads, self._unchecked_samples = [], []
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        with torch.no_grad():
+            bad_params = not all(bool(torch.isfinite(p).all()) for p in params)
+        return events, bad_params
 
     def pop_window(self) -> dict[str, float]:
         """Means over the updates since the last call, plus second-moment statistics now."""
         out: dict[str, float] = {}
-        if self._rows:
-            rows = torch.stack(self._rows).double()
-            self._rows = []
+        if self._grad_norms:
+            grads = torch.stack(self._grad_norms).double()
+            self._grad_norms = []
+            out["updates"] = float(grads.numel())
+            out["grad_norm_post_clip"] = float(grads.mean())
+        if self._samples:
+            rows = torch.stack(self._samples).double()
+            self._samples = []
             pre, post, update, param = rows.unbind(1)
-            out["updates"] = float(rows.shape[0])
             out["grad_norm_pre_clip"] = float(pre.mean())
             out["grad_norm_pre_clip_max"] = float(pre.max())
-            out["grad_norm_post_clip"] = float(post.mean())
             out["update_norm"] = float(update.mean())
             out["param_norm"] = float(param.mean())
             out["update_ratio"] = float((update / param.clamp_min(1e-12)).mean())
@@ -260,6 +288,7 @@ class DiagnosticsCallback(BaseCallback):
         algo: ``ppo`` or ``sac`` (which loss is monitored for spikes).
         measure_pre_clip: whether the agent clips gradients between backward and step.
         interval: env steps between two logging windows (written at the first rollout end after it).
+        sample_every: measure update and parameter norms on every this-many-th update.
     """
 
     def __init__(
@@ -270,6 +299,7 @@ class DiagnosticsCallback(BaseCallback):
         algo: str,
         measure_pre_clip: bool,
         interval: int,
+        sample_every: int = 1,
     ) -> None:
         super().__init__(verbose=0)
         self._optimizers = dict(optimizers)
@@ -278,13 +308,15 @@ class DiagnosticsCallback(BaseCallback):
         self._loss_key = MONITORED_LOSS.get(algo)
         self._measure_pre_clip = measure_pre_clip
         self._interval = max(1, interval)
+        self._sample_every = max(1, sample_every)
         self._last_logged = 0
         self._probes: dict[str, OptimizerProbe] = {}
         self._single = len(self._optimizers) == 1
 
     def _on_training_start(self) -> None:
         self._probes = {
-            role: OptimizerProbe(opt, self._measure_pre_clip) for role, opt in self._optimizers.items()
+            role: OptimizerProbe(opt, self._measure_pre_clip, self._sample_every)
+            for role, opt in self._optimizers.items()
         }
 
     def count_nan_events(self) -> list[str]:
@@ -316,8 +348,9 @@ class DiagnosticsCallback(BaseCallback):
             self.write_window()
 
     def _on_training_end(self) -> None:
-        # the last train() call of the run ends no rollout: write (and check) its window here
-        if self.num_timesteps > self._last_logged:
+        # the last train() call of the run ends no rollout: write (and check) its window here, at the
+        # same env step as the window before it
+        if any(probe.pending for probe in self._probes.values()):
             self.write_window()
         self.close()
 

@@ -95,6 +95,8 @@ class TrainConfig:
     """Show a rich progress bar on stderr."""
     diagnostics_interval: int | None = None
     """Env steps per diagnostics window; ``None``: every rollout (PPO), 1000 steps (SAC)."""
+    diagnostics_sample_every: int = 8
+    """Measure update/parameter norms on every this-many-th optimizer update (1: all of them)."""
     stability: StabilityThresholds = field(default_factory=StabilityThresholds)
     command: str | None = None
     """The command that started the run (for ``command.txt``); ``None``: an equivalent ``rlopt train``."""
@@ -180,7 +182,11 @@ class TrainPlan:
                 "episodes": self.config.eval_episodes,
                 "deterministic": True,
             },
-            "diagnostics": {"interval": self.diagnostics_interval, **self.config.stability.as_dict()},
+            "diagnostics": {
+                "interval": self.diagnostics_interval,
+                "sample_every": self.config.diagnostics_sample_every,
+                **self.config.stability.as_dict(),
+            },
             "overrides": self.config.overrides,
             "save_model": self.config.save_model,
             "run_dir": str(self.run_dir),
@@ -342,6 +348,7 @@ def _plan(config: TrainConfig) -> TrainPlan:
         else _positive_int(config.eval_freq, "eval_freq")
     )
     _positive_int(config.eval_episodes, "eval_episodes")
+    _positive_int(config.diagnostics_sample_every, "diagnostics_sample_every")
     device = _check_device(config.device)
     if config.diagnostics_interval is not None:
         interval = _positive_int(config.diagnostics_interval, "diagnostics_interval")
@@ -498,6 +505,7 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
         plan.agent.algo,
         measure_pre_clip=gradient_clipping(plan.agent, plan.optimizer)["agent"] is not None,
         interval=plan.diagnostics_interval,
+        sample_every=config.diagnostics_sample_every,
     )
     callbacks: list[Any] = [diagnostics, evaluator]
     progress = None

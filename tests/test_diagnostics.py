@@ -20,7 +20,7 @@ def _model_and_loss() -> tuple[torch.nn.Module, torch.Tensor]:
 def test_probe_measures_sgd_step_exactly() -> None:
     model, loss = _model_and_loss()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    probe = OptimizerProbe(opt, measure_pre_clip=False)
+    probe = OptimizerProbe(opt, measure_pre_clip=False, sample_every=1)
     loss.backward()
     grad_norm = math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters()))
     before = [p.detach().clone() for p in model.parameters()]
@@ -69,7 +69,26 @@ def test_probe_counts_non_finite_steps_and_flags_non_finite_parameters() -> None
     model.weight.grad.fill_(float("nan"))
     opt.step()
     assert probe.check_finite() == (1, True)
-    assert probe.check_finite() == (0, False)  # each step is counted once
+    assert probe.check_finite() == (0, True)  # each step is counted once; the parameters stay broken
+    probe.close()
+
+
+def test_probe_samples_update_norms_but_sees_every_gradient() -> None:
+    model, _ = _model_and_loss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = OptimizerProbe(opt, measure_pre_clip=True, sample_every=3)
+    norms = []
+    for scale in [1.0, 2.0, 4.0, 8.0, 16.0]:
+        opt.zero_grad()
+        (scale * model(torch.ones(2, 5)).sum()).backward()
+        norms.append(math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters())))
+        opt.step()
+    window = probe.pop_window()
+    assert window["updates"] == 5
+    assert window["grad_norm_post_clip"] == pytest.approx(sum(norms) / 5, rel=1e-5)
+    # updates 1 and 4 are sampled
+    assert window["grad_norm_pre_clip"] == pytest.approx((norms[0] + norms[3]) / 2, rel=1e-5)
+    assert window["update_norm"] == pytest.approx(0.01 * (norms[0] + norms[3]) / 2, rel=1e-4)
     probe.close()
 
 
