@@ -27,7 +27,7 @@ USABLE_STATES = ("ok", "diverged")
 EXCLUDED_STATES = ("pruned", "stopped", "failed", "running")
 SCORE_METRICS = ("final_return", "auc")
 STABILITY_COUNTS = ("return_collapses", "loss_spikes", "nan_events")
-STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "late_std")
+STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "diverged", "late_std")
 
 
 class RunLike(Protocol):
@@ -227,8 +227,10 @@ def stability_value(record: RunLike, metric: str, normaliser: Normaliser | None 
     """One run's instability measure.
 
     ``return_collapses``, ``loss_spikes``, ``nan_events`` come from metrics.json ``stability``;
-    ``instabilities`` is their sum; ``late_std`` is the standard deviation of the (normalised) eval
-    returns over the last quarter of training.
+    ``diverged`` is 1 for a diverged run, else 0; ``instabilities`` is collapses + spikes + NaN events,
+    a diverged run counting at least one NaN event (a run can stop on a non-finite value before the
+    diagnostics record it); ``late_std`` is the standard deviation of the (normalised) eval returns over
+    the last quarter of training.
     """
     if metric == "late_std":
         steps, returns = _finite_curve(record)
@@ -237,10 +239,18 @@ def stability_value(record: RunLike, metric: str, normaliser: Normaliser | None 
         return stats.late_variation(steps, returns)[0]
     if metric not in STABILITY_METRICS:
         raise ConfigError(f"stability metric {metric!r} is not one of: {', '.join(STABILITY_METRICS)}")
+    diverged = run_state(record) == "diverged"
+    if metric == "diverged":
+        return float(diverged)
     counts = (record.metrics or {}).get("stability") or {}
     names = STABILITY_COUNTS if metric == "instabilities" else (metric,)
     values = [_finite(counts.get(name)) for name in names]
-    return math.nan if any(v is None for v in values) else float(sum(v for v in values if v is not None))
+    if any(v is None for v in values):
+        return math.nan
+    total = {name: float(v) for name, v in zip(names, values, strict=True) if v is not None}
+    if metric == "instabilities" and diverged:
+        total["nan_events"] = max(total["nan_events"], 1.0)
+    return float(sum(total.values()))
 
 
 def stability_values(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None) -> np.ndarray:

@@ -30,8 +30,9 @@ Kinds, and when a verdict is ``reproduced`` / ``contradicted`` (else ``inconclus
   itself against ``margin``: reproduced if the upper bound is below the margin, contradicted if the lower
   bound is above it.
 - ``fewer_instabilities``: mean per run of an instability measure (``instabilities`` = return collapses
-  + loss spikes + NaN events, one of those, or ``late_std``), effect mean(baseline) − mean(candidate):
-  reproduced above 0, contradicted below 0.
+  + loss spikes + NaN events, a diverged run counting at least one; one of those; ``diverged``, the
+  fraction of runs that diverged; or ``late_std``, the spread of the normalised return over the last
+  quarter of training), effect mean(baseline) − mean(candidate): reproduced above 0, contradicted below 0.
 - ``closest_curves`` (a scaling rule): each arm's runs grouped by ``group_by`` (default ``kappa``); the
   distance of an arm is the mean absolute gap between the IQM curves (normalised return against
   samples) of every pair of groups, averaged over steps and tasks. Effect distance(baseline) −

@@ -233,4 +233,77 @@ def test_report_of_a_study_with_no_runs_yet(tmp_path: Path) -> None:
 
 def test_report_command_rejects_a_missing_study_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
-    assert "rlopt: error: study folder" in capsys.readouterr().err
+    assert "rlopt: error: no study at" in capsys.readouterr().err
+
+
+def test_report_command_rejects_a_bad_claim_with_the_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "study.json").write_text("{}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("claim: {statement: s, source: p, kind: faster, candidate: {optimizer: a}}\n")
+    assert main(["report", str(tmp_path), "--study-file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "rlopt: error: " in err and "claim.kind: 'faster' is not one of: better" in err
+
+
+TINY_STUDY = """\
+name: tiny-report
+algorithm: ppo
+tasks: [InvertedPendulum-v5]
+seeds: 3
+timesteps: 128
+evaluation: {every: 64, episodes: 1}
+overrides: {n_steps: 64, batch_size: 32, n_epochs: 1, policy_kwargs: {net_arch: [8]}}
+claim:
+  - statement: ADOPT beats Adam
+    source: Taniguchi et al. 2024
+    kind: better
+    candidate: {optimizer: adopt}
+    baseline: {optimizer: adam}
+  - statement: Adam has fewer instabilities than SGD at lr 1e6
+    source: common sense
+    kind: fewer_instabilities
+    candidate: {optimizer: adam}
+    baseline: {optimizer: sgd}
+optimizers:
+  - optimizer: adam
+  - optimizer: adopt
+  - optimizer: sgd
+    lr: 1.0e6
+"""
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_study(tmp_path: Path) -> None:
+    """`rlopt study run` then `rlopt report` by name: real PPO runs, one arm diverging."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny.yaml").write_text(TINY_STUDY)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def rlopt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rlopt", *args], cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+
+    study = rlopt("study", "run", "tiny.yaml", "--no-plots")
+    assert study.returncode == 0, study.stderr[-2000:]
+    report = rlopt("report", "tiny-report", "--resamples", "200")
+    assert report.returncode == 0, report.stderr[-2000:]
+    out = tmp_path / "runs" / "tiny-report" / "report"
+    md = (out / "report.md").read_text()
+    assert "- runs: 9 runs: 6 ok, 3 diverged" in md
+    assert "- command: `rlopt study run tiny.yaml --no-plots`" in md
+    assert "- timesteps per run: 128 (run configs)" in md
+    assert "0 = uniform random policy, 1 = reference return" in md
+    assert re.search(r"\| ADOPT beats Adam \| Taniguchi et al. 2024 \| P\(improvement\) .* \| \*\*", md)
+    assert next(
+        line for line in md.splitlines() if line.startswith("| sgd | 3 | 3 |")
+    )  # stability: all diverged
+    fewer = next(line for line in md.splitlines() if line.startswith("| Adam has fewer instabilities"))
+    assert fewer.endswith("| **reproduced** |")
+    assert (out / "curves_InvertedPendulum-v5.png").read_bytes().startswith(PNG_MAGIC)
+    assert "data:image/png;base64," in (out / "report.html").read_text()

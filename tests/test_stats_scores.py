@@ -133,3 +133,13 @@ def test_stability_values_sum_the_events_and_measure_late_variation() -> None:
     assert scores.stability_value(run, "loss_spikes") == 3.0
     assert scores.stability_value(run, "late_std") == pytest.approx(np.std([10.0, 12.0], ddof=1))
     assert np.isnan(scores.stability_value(record(), "return_collapses"))  # no stability recorded
+
+
+def test_a_diverged_run_counts_as_at_least_one_nan_event() -> None:
+    quiet = {"return_collapses": 1, "loss_spikes": 0, "nan_events": 0}
+    assert scores.stability_value(record("diverged", stability=quiet), "instabilities") == 2.0
+    assert scores.stability_value(record("ok", stability=quiet), "instabilities") == 1.0
+    noisy = {"return_collapses": 0, "loss_spikes": 0, "nan_events": 3}
+    assert scores.stability_value(record("diverged", stability=noisy), "instabilities") == 3.0
+    assert scores.stability_value(record("diverged", stability=quiet), "diverged") == 1.0
+    assert scores.stability_value(record("ok", stability=quiet), "diverged") == 0.0

@@ -9,9 +9,6 @@ from typing import Any
 
 from rlopt.errors import ConfigError
 
-STUDY_FILE_NAMES = ("study.yaml", "study.yml", "spec.yaml", "spec.yml")
-"""Where a copy of the study file is looked for inside the study folder, in this order."""
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -22,7 +19,7 @@ def register(subparsers: Any) -> None:
             "the PNG figures. Works while the study is still running (the report says the data are partial)."
         ),
     )
-    parser.add_argument("study_dir", type=Path, help="the study folder, e.g. runs/adopt_vs_adam")
+    parser.add_argument("study_dir", help="the study folder (runs/<name>) or the study name")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <study_dir>/report)")
     parser.add_argument(
         "--storage", default=None, help="Optuna storage URL (default: the study folder's study.db)"
@@ -41,11 +38,11 @@ def register(subparsers: Any) -> None:
 
 
 def find_study_file(study_dir: Path) -> Path | None:
-    """The copy of the study file kept in the study folder, if there is one."""
-    for name in STUDY_FILE_NAMES:
-        if (study_dir / name).is_file():
-            return study_dir / name
-    return None
+    """The copy of the study file that ``rlopt study run`` keeps in the study folder, if there is one."""
+    from rlopt.study import STUDY_YAML
+
+    path = study_dir / STUDY_YAML
+    return path if path.is_file() else None
 
 
 def recorded_command(study_dir: Path, records: Sequence[Any]) -> str | None:
@@ -89,16 +86,16 @@ def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    study_dir: Path = args.study_dir
-    if not study_dir.is_dir():
-        raise ConfigError(f"study folder {str(study_dir)!r} does not exist (expected e.g. runs/<study name>)")
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
 
     from rlopt.report import write_report
     from rlopt.results import load_runs
+    from rlopt.study_status import find_study_dir
     from rlopt.study_yaml import read_yaml
     from rlopt.verdict import claims_from_config
+
+    study_dir = find_study_dir(args.study_dir)
 
     study_file = args.study_file or find_study_file(study_dir)
     spec = read_yaml(study_file) if study_file is not None else {}
