@@ -26,7 +26,8 @@ Kinds, and when a verdict is ``reproduced`` / ``contradicted`` (else ``inconclus
   the lower bound is above −margin, contradicted if the upper bound is below −margin.
 - ``robust`` (to a hyperparameter): the spread (max − min) of the normalised-score IQMs of the
   candidate's groups (runs grouped by ``group_by``, default ``setting``). With a baseline the effect is
-  spread(baseline) − spread(candidate): reproduced above 0, contradicted below 0. Without one, the spread
+  spread(baseline) − spread(candidate): reproduced above 0, contradicted below 0 (give both arms the same
+  number of values: the max − min of more noisy IQMs is larger by chance). Without one, the spread
   itself against ``margin``: reproduced if the upper bound is below the margin, contradicted if the lower
   bound is above it.
 - ``fewer_instabilities``: mean per run of an instability measure (``instabilities`` = return collapses
@@ -601,9 +602,11 @@ def _robust(claim: Claim, candidate: list, baseline: list, normaliser: Normalise
         spread_b = float(_spread(strata[n_candidate:]))
         measured = (
             f"IQM spread across {key} on normalised {claim.metric}: candidate {spread_c:.2f} "
-            f"({n_candidate} values), baseline {spread_b:.2f}; "
+            f"({n_candidate} values), baseline {spread_b:.2f} ({len(strata) - n_candidate} values); "
             f"baseline − candidate {interval.format(signed=True)}"
         )
+        if len(strata) - n_candidate != n_candidate:
+            measured += " (unequal numbers of values: the arm with more has a larger spread by chance)"
         return _finish(
             claim,
             effect,
