@@ -33,18 +33,41 @@ STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "diverged", "late_std")
 class RunLike(Protocol):
     """The fields of :class:`rlopt.results.RunRecord` that the statistics read (see docs/CONTRACTS.md)."""
 
-    study: str
-    trial: int
-    trial_state: str
-    optimizer: str
-    setting: str
-    params: Mapping[str, Any]
-    task: str
-    seed: int
-    timesteps: np.ndarray
-    returns: np.ndarray
-    metrics: Mapping[str, Any]
-    run_dir: Path
+    @property
+    def study(self) -> str: ...
+
+    @property
+    def trial(self) -> int: ...
+
+    @property
+    def trial_state(self) -> str: ...
+
+    @property
+    def optimizer(self) -> str: ...
+
+    @property
+    def setting(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def timesteps(self) -> np.ndarray: ...
+
+    @property
+    def returns(self) -> np.ndarray: ...
+
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
+
+    @property
+    def run_dir(self) -> Path: ...
 
 
 def run_state(record: RunLike) -> str:

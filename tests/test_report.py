@@ -17,7 +17,7 @@ from rlopt.scores import Normaliser
 from rlopt.verdict import Claim
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
-FAST = {"n_resamples": 200, "seed": 0}
+FAST: dict[str, Any] = {"n_resamples": 200, "seed": 0}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

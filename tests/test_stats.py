@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
 
 from rlopt import stats
 
-FAST = {"n_resamples": 300, "seed": 0}
+FAST: dict[str, Any] = {"n_resamples": 300, "seed": 0}
 
 
 def test_iqm_is_the_mean_of_the_middle_half() -> None:

@@ -16,7 +16,7 @@ from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 REFS = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})
-BOOT = {"normaliser": REFS, "n_resamples": 300, "seed": 0}
+BOOT: dict[str, Any] = {"normaliser": REFS, "n_resamples": 300, "seed": 0}
 
 
 @dataclass(frozen=True)
