@@ -58,21 +58,9 @@ def configurations() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.opt
     for name, spec in sorted(OPTIMIZERS.items()):
         if spec.source != "rlopt":
             continue
-        impls = spec.extra.get("impl_choices", None) if isinstance(spec.extra, dict) else None
-        if "impl" in spec.extra:
-            for impl in ("flat", "foreach", "reference"):
-                configs[f"rlopt {name} ({impl})"] = (
-                    lambda ps, n=name, i=impl: make_optimizer(n, ps, impl=i)
-                )
-        elif "foreach" in spec.extra:
-            for foreach in (True, False):
-                label = "foreach" if foreach else "reference"
-                configs[f"rlopt {name} ({label})"] = (
-                    lambda ps, n=name, f=foreach: make_optimizer(n, ps, foreach=f)
-                )
-        else:
-            configs[f"rlopt {name}"] = lambda ps, n=name: make_optimizer(n, ps)
-        del impls
+        variants = {"flat": {"flat": True}, "foreach": {"flat": False}, "reference": {"foreach": False}}
+        for label, kwargs in variants.items():
+            configs[f"rlopt {name} ({label})"] = lambda ps, n=name, kw=kwargs: make_optimizer(n, ps, **kw)
     try:
         import pytorch_optimizer as po
 
@@ -105,8 +93,9 @@ def main() -> None:
     device = torch.device(args.device)
     console = Console(width=140)
     console.print(
-        f"torch {torch.__version__}, python {platform.python_version()}, {platform.processor() or platform.machine()}, "
-        f"threads {torch.get_num_threads()}, device {device}, {args.steps} steps x {args.repeats} repeats (median)"
+        f"torch {torch.__version__}, python {platform.python_version()}, "
+        f"{platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, device {device}, "
+        f"{args.steps} steps x {args.repeats} repeats (median)"
     )
     for net_name, make_net in NETWORKS.items():
         torch.manual_seed(0)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from test_optim_support import (
+    IMPLEMENTATIONS,
     RLOPT_OPTIMIZERS,
     assert_histories_close,
     fresh_generator,
@@ -67,72 +68,80 @@ def _run_with_gaps(
     ids=["float64", "float32"],
 )
 @pytest.mark.parametrize("name", RLOPT_OPTIMIZERS)
-def test_foreach_path_equals_reference_path(name: str, dtype: torch.dtype, rtol: float, atol: float) -> None:
+@pytest.mark.parametrize("impl", ["foreach", "flat"])
+def test_fast_paths_equal_reference_path(
+    name: str, impl: str, dtype: torch.dtype, rtol: float, atol: float
+) -> None:
     gen = fresh_generator()
     start = random_params(gen, dtype)
     stream = gradient_stream(gen, 40, dtype)
     histories = []
-    for foreach in (False, True):
+    for kwargs in (IMPLEMENTATIONS["reference"], IMPLEMENTATIONS[impl]):
         params = leaf_copies(start)
-        optimizer = make_optimizer(name, _groups(params), **NON_DEFAULT[name], foreach=foreach)
+        optimizer = make_optimizer(name, _groups(params), **NON_DEFAULT[name], **kwargs)
         histories.append(_run_with_gaps(optimizer, params, stream))
     assert_histories_close(histories[1], histories[0], rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
-def test_each_parameter_counts_its_own_steps(name: str, foreach: bool) -> None:
+def test_each_parameter_counts_its_own_steps(name: str, impl: str) -> None:
     # A parameter that misses gradients follows the same trajectory as if it were alone and received
     # only its own gradients: its step counter (bias corrections, ADOPT's first step) is its own.
     gen = fresh_generator()
     start = random_params(gen)
     stream = gradient_stream(gen, 30)
     params = leaf_copies(start)
-    optimizer = make_optimizer(name, params, **ELEMENTWISE[name], foreach=foreach)
+    optimizer = make_optimizer(name, params, **ELEMENTWISE[name], **IMPLEMENTATIONS[impl])
     together = _run_with_gaps(optimizer, params, stream)
     for index, skipped in ((1, lambda t: t % 3 == 0), (3, lambda t: t < 5)):
         alone = leaf_copies([start[index]])
         own_grads = [[grads[index]] for t, grads in enumerate(stream) if not skipped(t)]
-        history = run(make_optimizer(name, alone, **ELEMENTWISE[name], foreach=foreach), alone, own_grads)
+        history = run(
+            make_optimizer(name, alone, **ELEMENTWISE[name], **IMPLEMENTATIONS[impl]), alone, own_grads
+        )
         expected = [h[0] for h in history]
         received = [together[t][index] for t in range(len(stream)) if not skipped(t)]
         torch.testing.assert_close(torch.stack(received), torch.stack(expected), rtol=1e-12, atol=1e-14)
         assert int(optimizer.state[params[index]]["step"]) == len(own_grads)
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
-def test_mixed_dtypes_in_one_group_update_like_separate_optimizers(name: str, foreach: bool) -> None:
+def test_mixed_dtypes_in_one_group_update_like_separate_optimizers(name: str, impl: str) -> None:
     gen = fresh_generator()
     p32 = torch.randn(6, generator=gen, dtype=torch.float32)
     p64 = torch.randn(3, 2, generator=gen, dtype=torch.float64)
     grads32 = gradient_stream(gen, 20, torch.float32, shapes=[(6,)])
     grads64 = gradient_stream(gen, 20, torch.float64, shapes=[(3, 2)])
     mixed = leaf_copies([p32, p64])
-    together = run(make_optimizer(name, mixed, **ELEMENTWISE[name], foreach=foreach), mixed,
-                   [a + b for a, b in zip(grads32, grads64, strict=True)])
+    together = run(
+        make_optimizer(name, mixed, **ELEMENTWISE[name], **IMPLEMENTATIONS[impl]),
+        mixed,
+        [a + b for a, b in zip(grads32, grads64, strict=True)],
+    )
     for index, (start, grads) in enumerate(((p32, grads32), (p64, grads64))):
         alone = leaf_copies([start])
-        history = run(make_optimizer(name, alone, **ELEMENTWISE[name], foreach=foreach), alone, grads)
+        history = run(make_optimizer(name, alone, **ELEMENTWISE[name], **IMPLEMENTATIONS[impl]), alone, grads)
         for t in range(len(grads)):
             assert torch.equal(together[t][index], history[t][0])
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("name", RLOPT_OPTIMIZERS)
-def test_state_dict_round_trip_resumes_identically(name: str, foreach: bool) -> None:
+def test_state_dict_round_trip_resumes_identically(name: str, impl: str) -> None:
     gen = fresh_generator()
     start = random_params(gen)
     stream = gradient_stream(gen, 50)
     params = leaf_copies(start)
-    original = make_optimizer(name, _groups(params), **NON_DEFAULT[name], foreach=foreach)
+    original = make_optimizer(name, _groups(params), **NON_DEFAULT[name], **IMPLEMENTATIONS[impl])
     _run_with_gaps(original, params, stream[:30])
     buffer = io.BytesIO()
     torch.save(copy.deepcopy(original.state_dict()), buffer)
     resumed_params = leaf_copies(params)
     continued = _run_with_gaps(original, params, stream[30:])
 
-    resumed = make_optimizer(name, _groups(resumed_params), **NON_DEFAULT[name], foreach=foreach)
+    resumed = make_optimizer(name, _groups(resumed_params), **NON_DEFAULT[name], **IMPLEMENTATIONS[impl])
     buffer.seek(0)
     resumed.load_state_dict(torch.load(buffer))
     for p in resumed_params:
@@ -145,9 +154,9 @@ def test_state_dict_round_trip_resumes_identically(name: str, foreach: bool) -> 
             assert torch.equal(x, y), f"step {t + 31} differs after resuming"
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("name", RLOPT_OPTIMIZERS)
-def test_lr_rewritten_between_steps_is_honoured(name: str, foreach: bool) -> None:
+def test_lr_rewritten_between_steps_is_honoured(name: str, impl: str) -> None:
     # Without weight decay, and with gradients that do not depend on the parameters, every method's
     # step is lr times an lr-free direction: scaling lr at step t must scale that step exactly.
     gen = fresh_generator()
@@ -157,8 +166,10 @@ def test_lr_rewritten_between_steps_is_honoured(name: str, foreach: bool) -> Non
     kwargs = {**NON_DEFAULT[name], "weight_decay": 0.0}
     base_lr = kwargs["lr"]
     steady_params, varied_params = leaf_copies(start), leaf_copies(start)
-    steady = run(make_optimizer(name, steady_params, **kwargs, foreach=foreach), steady_params, stream)
-    varied_opt = make_optimizer(name, varied_params, **kwargs, foreach=foreach)
+    steady = run(
+        make_optimizer(name, steady_params, **kwargs, **IMPLEMENTATIONS[impl]), steady_params, stream
+    )
+    varied_opt = make_optimizer(name, varied_params, **kwargs, **IMPLEMENTATIONS[impl])
 
     def set_lr(t: int) -> None:
         varied_opt.param_groups[0]["lr"] = base_lr * factors[t]

@@ -17,6 +17,13 @@ SHAPES: tuple[tuple[int, ...], ...] = ((1,), (7,), (5, 3), (4, 3, 2, 2))
 
 RLOPT_OPTIMIZERS = ("adopt", "adan", "adabelief", "adamssm", "dgclip")
 
+# The three implementations of every rlopt optimizer, as constructor arguments.
+IMPLEMENTATIONS: dict[str, dict[str, bool]] = {
+    "reference": {"foreach": False},
+    "foreach": {"foreach": True, "flat": False},
+    "flat": {"flat": True},
+}
+
 
 def fresh_generator() -> torch.Generator:
     """A CPU generator with a new seed from ``os.urandom`` (or ``RLOPT_TEST_SEED``), printed for replay."""

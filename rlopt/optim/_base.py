@@ -14,11 +14,11 @@ Every update function has the signature ``update(batch, group, context)``: ``bat
 gradient norm, for instance).
 
 The ``single_tensor`` function is the readable reference, a loop over tensors; ``foreach`` the batched
-``torch._foreach_*`` version, tested against it. A faster implementation (a flat buffer or a fused
-kernel) is added by writing one more function, adding it to ``implementations`` and letting
-:meth:`RloptOptimizer._implementation` choose it. A flat-buffer path would allocate the buffers of
-a whole group at once, as views into one flat tensor per (device, dtype), where :meth:`_gather` creates
-state; the per-parameter state keys, and so ``state_dict`` files, would stay the same.
+``torch._foreach_*`` version, tested against it. The flat path (``flat=True``, the default) needs no
+code of its own: it lays each group out in flat buffers (:mod:`rlopt.optim._flat`) and runs the
+``single_tensor`` rule on the one flat tensor per group, so the reference rule *is* the fast path.
+Another implementation (a fused kernel, say) is added by writing one more function and letting
+:meth:`RloptOptimizer._implementation` choose it; the bookkeeping here does not change.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rlopt.optim.validation import check_foreach
+from rlopt.optim._flat import FlatGroup, flatten_group, step_dtype
+from rlopt.optim.validation import check_bool_or_none, check_foreach
 
 Context = Mapping[str, Any]
 
@@ -58,9 +59,7 @@ class TensorBatch:
 UpdateFn = Callable[[TensorBatch, dict[str, Any], Context], None]
 
 
-def _step_dtype() -> torch.dtype:
-    """The dtype torch.optim uses for its ``step`` counters (float32 unless the default is float64)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+_step_dtype = step_dtype
 
 
 def global_grad_norm(grads: Sequence[Tensor], foreach: bool) -> Tensor:
@@ -85,8 +84,78 @@ class RloptOptimizer(torch.optim.Optimizer):
     state_keys: ClassVar[tuple[str, ...]] = ()
     implementations: ClassVar[Mapping[str, UpdateFn]] = {}
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], foreach: bool | None) -> None:
-        super().__init__(params, {**defaults, "foreach": check_foreach(foreach)})
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        foreach: bool | None,
+        flat: bool | None = None,
+    ) -> None:
+        self._flat_groups: dict[int, FlatGroup] = {}
+        super().__init__(
+            params, {**defaults, "foreach": check_foreach(foreach), "flat": check_bool_or_none(flat, "flat")}
+        )
+
+    def _wants_flat(self, group: Mapping[str, Any]) -> bool:
+        """Flat buffers unless ``flat=False`` or the per-tensor reference was asked for."""
+        return group.get("flat") is not False and group["foreach"] is not False
+
+    def _flat_batch(self, index: int, group: Mapping[str, Any]) -> TensorBatch | None:
+        """The group as one flat tensor, laying it out on first use; ``None`` where it cannot be."""
+        flat = self._flat_groups.get(index)
+        if flat is None or not flat.holds(group["params"]):
+            flat = flatten_group(group["params"], self.state, self.state_keys)
+            if flat is None:
+                self._flat_groups.pop(index, None)
+                return None
+            self._flat_groups[index] = flat
+        if not flat.attach_grads():
+            # A parameter without a gradient is skipped this step, as by the per-tensor paths; its
+            # step counter then differs from the others, so the layout is rebuilt when they agree.
+            del self._flat_groups[index]
+            return None
+        return TensorBatch(
+            [flat.param], [flat.grad], {key: [flat.state[key]] for key in self.state_keys},
+            step=flat.count + 1, steps=[flat.steps],
+        )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset gradients; in flat groups they are zeroed in place so they stay views of the buffer.
+
+        .. warning::
+            In a flat group a parameter left out of the next backward pass then has a zero gradient
+            (and takes a momentum-only step) instead of ``None`` (and no step), as with
+            ``set_to_none=False`` in torch.optim; pass ``flat=False`` where that matters.
+        """
+        if not self._flat_groups:
+            super().zero_grad(set_to_none)
+            return
+        for index, group in enumerate(self.param_groups):
+            flat = self._flat_groups.get(index)
+            if flat is not None and flat.holds(group["params"]):
+                flat.grad.zero_()
+                continue
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if set_to_none:
+                    param.grad = None
+                    continue
+                if param.grad.grad_fn is not None:
+                    param.grad.detach_()
+                else:
+                    param.grad.requires_grad_(False)
+                param.grad.zero_()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load as torch.optim does; flat buffers are laid out anew from the loaded state."""
+        self._flat_groups.clear()
+        super().load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if hasattr(self, "_flat_groups"):
+            self._flat_groups.clear()
+        super().add_param_group(param_group)
 
     def _implementation(self, group: Mapping[str, Any]) -> str:
         """Name of the implementation to run for ``group``: ``foreach`` unless ``foreach=False``."""
@@ -168,9 +237,22 @@ class RloptOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        batches = [self._gather(group) for group in self.param_groups]
+        batches: list[TensorBatch] = []
+        flat_flags: list[bool] = []
+        for index, group in enumerate(self.param_groups):
+            flat = self._flat_batch(index, group) if self._wants_flat(group) else None
+            flat_flags.append(flat is not None)
+            batches.append(flat if flat is not None else self._gather(group))
         contexts = self._step_context(batches)
-        for group, batch, context in zip(self.param_groups, batches, contexts, strict=True):
+        for index, (group, batch, context, is_flat) in enumerate(
+            zip(self.param_groups, batches, contexts, flat_flags, strict=True)
+        ):
+            if is_flat:
+                self._flat_groups[index].count = batch.step
+                batch.steps[0].add_(1.0)
+                self.implementations["single_tensor"](batch, group, context)
+                continue
+            self._flat_groups.pop(index, None)
             if not batch.params:
                 continue
             update = self.implementations[self._implementation(group)]

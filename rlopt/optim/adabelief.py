@@ -86,6 +86,9 @@ class AdaBelief(RloptOptimizer):
         weight_decay: decoupled weight decay :math:`\lambda` (default 0).
         foreach: ``None`` (default) or ``True``: batched ``torch._foreach_*`` update; ``False``: the
             per-tensor reference loop.
+        flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
+            run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
+            per-tensor updates. Ignored with ``foreach=False``.
 
     References:
         Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
@@ -108,6 +111,7 @@ class AdaBelief(RloptOptimizer):
         weight_decay: float = 0.0,
         *,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -115,4 +119,4 @@ class AdaBelief(RloptOptimizer):
             "eps": check_eps(eps),
             "weight_decay": check_weight_decay(weight_decay),
         }
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, flat)

@@ -146,6 +146,9 @@ class AdamSSM(RloptOptimizer):
         zeta: zero :math:`\zeta` (default 0.8).
         foreach: ``None`` (default) or ``True``: batched ``torch._foreach_*`` update; ``False``: the
             per-tensor reference loop.
+        flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
+            run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
+            per-tensor updates. Ignored with ``foreach=False``.
 
     References:
         Chakrabarti & Chopra, "A Control Theoretic Framework for Adaptive Gradient Optimizers in
@@ -169,6 +172,7 @@ class AdamSSM(RloptOptimizer):
         zeta: float = 0.8,
         *,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         rho = check_unit_interval(rho, "rho")
         zeta = check_unit_interval(zeta, "zeta")
@@ -185,4 +189,4 @@ class AdamSSM(RloptOptimizer):
             "rho": rho,
             "zeta": zeta,
         }
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, flat)

@@ -138,6 +138,9 @@ class Adan(RloptOptimizer):
         max_grad_norm: global gradient-norm clip :math:`G`; 0 (default) disables it.
         foreach: ``None`` (default) or ``True``: batched ``torch._foreach_*`` update; ``False``: the
             per-tensor reference loop.
+        flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
+            run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
+            per-tensor updates. Ignored with ``foreach=False``.
 
     References:
         Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models",
@@ -161,6 +164,7 @@ class Adan(RloptOptimizer):
         max_grad_norm: float = 0.0,
         *,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -170,7 +174,7 @@ class Adan(RloptOptimizer):
             "no_prox": check_bool(no_prox, "no_prox"),
             "max_grad_norm": check_nonnegative(max_grad_norm, "max_grad_norm"),
         }
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, flat)
 
     def _step_context(self, batches: Sequence[TensorBatch]) -> list[Context]:
         max_grad_norm = self.defaults["max_grad_norm"]

@@ -121,6 +121,9 @@ class ADOPT(RloptOptimizer):
         clip_exponent: :math:`p` in :math:`c_t = t^p` (default 0.25); ``None`` disables the clip.
         foreach: ``None`` (default) or ``True``: batched ``torch._foreach_*`` update; ``False``: the
             per-tensor reference loop.
+        flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
+            run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
+            per-tensor updates. Ignored with ``foreach=False``.
 
     References:
         Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any β2 with the Optimal Rate",
@@ -144,6 +147,7 @@ class ADOPT(RloptOptimizer):
         clip_exponent: float | None = 0.25,
         *,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -155,4 +159,4 @@ class ADOPT(RloptOptimizer):
                 None if clip_exponent is None else check_positive(clip_exponent, "clip_exponent")
             ),
         }
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, flat)

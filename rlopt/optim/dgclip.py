@@ -65,6 +65,9 @@ class DeltaGClip(RloptOptimizer):
         weight_decay: L2 penalty :math:`\lambda` (default 0).
         foreach: ``None`` (default) or ``True``: batched ``torch._foreach_*`` update; ``False``: the
             per-tensor reference loop.
+        flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
+            run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
+            per-tensor updates. Ignored with ``foreach=False``.
 
     References:
         Tucat & Mukherjee, "Regularized Gradient Clipping Provably Trains Wide and Deep Neural
@@ -85,6 +88,7 @@ class DeltaGClip(RloptOptimizer):
         weight_decay: float = 0.0,
         *,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -92,7 +96,7 @@ class DeltaGClip(RloptOptimizer):
             "delta": check_fraction(delta, "delta"),
             "weight_decay": check_weight_decay(weight_decay),
         }
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, flat)
 
     def _step_context(self, batches: Sequence[TensorBatch]) -> list[Context]:
         contexts: list[Context] = []

@@ -67,6 +67,13 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+def check_bool_or_none(value: Any, name: str) -> bool | None:
+    """Return ``value`` if it is ``None`` (the default), ``True`` or ``False``."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"Invalid {name} value: {value!r} (accepted: None, True or False)")
+    return value
+
+
 def check_foreach(value: Any) -> bool | None:
     """Return ``value`` if it is ``None`` (the default implementation), ``True`` or ``False``."""
     if value is not None and not isinstance(value, bool):
