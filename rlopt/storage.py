@@ -61,7 +61,20 @@ def check_url(url: str) -> str:
             f"unsupported storage {redact(url)!r} (accepted: sqlite:///path/to/study.db or "
             "postgresql://user:password@host:port/database)"
         )
+    if url.startswith("postgresql://"):
+        url = f"postgresql+{_postgres_driver()}://" + url[len("postgresql://"):]
     return url
+
+
+def _postgres_driver() -> str:
+    """The installed PostgreSQL driver: SQLAlchemy 2.1 defaults to psycopg 3, rlopt installs psycopg2."""
+    import importlib.util
+
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return driver
+    raise ConfigError("no PostgreSQL driver is installed (accepted: pip install psycopg2-binary, "
+                      "or pip install 'rlopt[postgres]')")
 
 
 def redact(url: str) -> str:
@@ -101,10 +114,10 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
         if will_create is not None and folder == will_create.resolve():
             return
         if not folder.is_dir():
-            raise ConfigError(f"storage {url!r}: folder {folder} does not exist "
+            raise ConfigError(f"{url!r}: folder {folder} does not exist "
                               "(accepted: an SQLite file in an existing folder)")
         if path.exists() and not path.is_file():
-            raise ConfigError(f"storage {url!r}: {path} is not a file")
+            raise ConfigError(f"{url!r}: {path} is not a file")
         return
     from sqlalchemy import create_engine, text
 
@@ -114,7 +127,7 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise ConfigError(f"storage {redact(url)!r} is unreachable: {reason[0] if reason else exc}") from exc
+        raise ConfigError(f"{redact(url)!r} is unreachable: {reason[0] if reason else exc}") from exc
     finally:
         engine.dispose()
 
@@ -140,10 +153,13 @@ def existing_study_names(url: str) -> list[str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return []
-    storage = RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+    try:
+        storage = RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+    except optuna.exceptions.StorageInternalError:
+        return []  # a database without Optuna's tables holds no study
     try:
         return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    except Exception:
+    except optuna.exceptions.StorageInternalError:
         return []
     finally:
         storage.remove_session()

@@ -1,0 +1,143 @@
+"""Reliability of studies with real processes: SIGKILLed worker, pruning, several workers on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from _pg import postgres_server
+from _study_files import arm_trials, rlopt_command, run_rlopt, write_study
+from optuna.trial import TrialState
+
+from rlopt.results import load_runs
+from rlopt.stats import iqm
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 180.0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(tmp_path: Path) -> None:
+    grid = "  - optimizer: adopt\n    beta2: [0.99, 0.9999]\n"
+    path = write_study(tmp_path, "killed", grid, timesteps=1536)
+    url = f"sqlite:///{tmp_path / 'runs' / 'killed' / 'study.db'}"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = rlopt_command("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots")
+    worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        def second_trial_is_training() -> bool:
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+            if not (tmp_path / "runs" / "killed" / "study.db").exists():
+                return False
+            try:
+                trials = arm_trials(url, "killed", "adopt")
+            except (KeyError, optuna.exceptions.StorageInternalError):
+                return False
+            states = [t.state for t in trials]
+            if states != [TrialState.COMPLETE, TrialState.RUNNING]:
+                return False
+            evals = tmp_path / "runs" / "killed" / "adopt" / "trial_0001" / "InvertedPendulum-v5_seed0"
+            evals = evals / "eval.csv"
+            return evals.exists() and len(evals.read_text().splitlines()) >= 2
+
+        _wait_for(second_trial_is_training, "the second trial to be training")
+        children = _descendants(worker.pid)
+        assert children, "the trial's runs should be processes below the worker"
+        before = arm_trials(url, "killed", "adopt")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    _wait_for(lambda: not any(_alive(pid) for pid in children), "the killed worker's runs to exit")
+
+    again = run_rlopt("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = arm_trials(url, "killed", "adopt")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], [
+        (t.number, t.state, t.user_attrs.get("reason")) for t in trials]
+    assert (trials[0].datetime_complete, trials[0].value) == (before[0].datetime_complete, before[0].value)
+    assert trials[2].system_attrs["failed_trial"] == 1
+    assert trials[2].params == trials[1].params
+    assert sorted(t.user_attrs["setting"] for t in trials if t.state == TrialState.COMPLETE) == [
+        "adopt b2=0.99", "adopt b2=0.9999"]
+    assert (tmp_path / "runs" / "killed" / "adopt" / "trial_0002" / "InvertedPendulum-v5_seed1").is_dir()
+    status = run_rlopt("study", "status", tmp_path / "runs" / "killed", "--no-plots", cwd=tmp_path)
+    assert "stopped sending heartbeats" in status.stdout, status.stdout
+
+
+def test_pruned_trial_stops_all_of_its_runs(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "pruned", "  - optimizer: adam\n", timesteps=4096,
+                       extra="pruner: {name: threshold, lower: 1.0e9}")
+    result = run_rlopt("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (trial,) = arm_trials(f"sqlite:///{tmp_path / 'runs' / 'pruned' / 'study.db'}", "pruned", "adam")
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["outcome"] == "pruned"
+    assert "threshold pruner at step 128" in trial.user_attrs["reason"]
+    records = load_runs(tmp_path / "runs" / "pruned")
+    assert len(records) == 2
+    for record in records:
+        assert record.metrics["status"] == "pruned"
+        assert record.metrics["timesteps_done"] < 4096
+    # the pruner saw the across-seed aggregate of the first evaluation
+    first = float(iqm(np.array([r.returns[0] for r in records])))
+    assert trial.intermediate_values == {128: pytest.approx(first)}
+
+
+def test_two_workers_on_postgresql_run_each_grid_point_exactly_once(tmp_path: Path) -> None:
+    grid = "  - optimizer: adopt\n    beta2: [0.9, 0.99, 0.999, 0.9999]\n"
+    path = write_study(tmp_path, "shared", grid, seeds=1)
+    with postgres_server() as url:
+        result = run_rlopt("study", "run", path, "--workers", "2", "--storage", url, "--runs-dir",
+                           tmp_path / "runs", "--no-plots", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        trials = arm_trials(url.replace("postgresql://", "postgresql+psycopg2://"), "shared", "adopt")
+        again = run_rlopt("study", "run", path, "--storage", url, "--runs-dir", tmp_path / "runs",
+                          "--no-plots", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(arm_trials(url.replace("postgresql://", "postgresql+psycopg2://"), "shared", "adopt")) == 4
+        records = load_runs(tmp_path / "runs" / "shared", storage=url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert sorted(t.user_attrs["betas"][1] for t in trials) == [0.9, 0.99, 0.999, 0.9999]
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert len(records) == 4 and all(r.metrics["status"] == "ok" for r in records)
