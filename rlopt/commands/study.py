@@ -65,15 +65,22 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"--storage: {exc}") from exc
     _quiet_libraries()
     location = run_study(spec, storage=args.storage, runs_dir=args.runs_dir, workers=args.workers,
-                         parallel_runs=args.parallel_runs, file=args.file, command=_command_line())
+                         parallel_runs=args.parallel_runs, file=args.file, command=_command_line(args))
     return _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
 
 
-def _command_line() -> str:
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``rlopt study run`` command that reproduces this one (the storage password left out)."""
     import shlex
-    import sys
 
-    return shlex.join(["rlopt", *sys.argv[1:]])
+    from rlopt.storage import redact
+
+    words = ["rlopt", "study", "run", args.file, "--workers", str(args.workers), "--runs-dir", args.runs_dir]
+    if args.storage:
+        words += ["--storage", redact(args.storage)]
+    if args.parallel_runs:
+        words += ["--parallel-runs", str(args.parallel_runs)]
+    return shlex.join(words)
 
 
 def status_command(args: argparse.Namespace) -> int:
