@@ -55,7 +55,11 @@ def test_rule_none_returns_the_resolved_hyperparameters_unchanged() -> None:
     assert unchanged == {"lr": 3e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
     # Any optimizer, even one no scaling rule covers.
     assert scale_hyperparameters("dgclip", {"gamma": 0.25}, kappa=16, rule="none") == {
-        "lr": 0.1, "betas": (), "eps": None, "weight_decay": 0.0, "gamma": 0.25
+        "lr": 0.1,
+        "betas": (),
+        "eps": None,
+        "weight_decay": 0.0,
+        "gamma": 0.25,
     }
 
 
@@ -69,10 +73,18 @@ def test_scaled_hyperparameters_build_the_optimizer(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "betas", "kappa", "pattern"),
     [
-        ("adam", (0.9999, 0.999), 1000.0,
-         r"second-moment decay = 0\.999: kappa\*\(1-beta\) = 1 >= 1 \(accepted: kappa < 1000 "),
-        ("adam", (0.9, 0.999), 20.0,
-         r"first-moment decay = 0\.9: kappa\*\(1-beta\) = 2 >= 1 \(accepted: kappa < 10 "),
+        (
+            "adam",
+            (0.9999, 0.999),
+            1000.0,
+            r"second-moment decay = 0\.999: kappa\*\(1-beta\) = 1 >= 1 \(accepted: kappa < 1000 ",
+        ),
+        (
+            "adam",
+            (0.9, 0.999),
+            20.0,
+            r"first-moment decay = 0\.9: kappa\*\(1-beta\) = 2 >= 1 \(accepted: kappa < 10 ",
+        ),
         ("rmsprop", (0.99,), 200.0, r"alpha: second-moment decay = 0\.99: kappa\*\(1-beta\) = 2 >= 1"),
     ],
 )
@@ -85,7 +97,11 @@ def test_impossible_kappa_raises(name: str, betas: tuple[float, ...], kappa: flo
     ("name", "rule", "pattern"),
     [
         ("sgd", "sqrt", r"The sqrt scaling rule does not apply to optimizer 'sgd' \(accepted: adabelief,"),
-        ("adam", "linear", r"The linear scaling rule does not apply to optimizer 'adam' \(accepted: sgd;"),
+        (
+            "adan",
+            "linear",
+            r"The linear scaling rule does not apply to optimizer 'adan' \(accepted: adabelief, adam,",
+        ),
         ("adan", "sqrt", r"does not apply to optimizer 'adan'"),
         ("nadam", "sqrt", r"does not apply to optimizer 'nadam'"),
         ("radam", "sqrt", r"does not apply to optimizer 'radam'"),
@@ -105,5 +121,15 @@ def test_sqrt_rule_refuses_rmsprop_with_momentum() -> None:
         scale_hyperparameters("rmsprop", {"momentum": 0.9}, kappa=2)
 
 
-def test_rule_tables_do_not_overlap() -> None:
-    assert not set(SQRT_RULE) & set(LINEAR_RULE)
+def test_every_sqrt_rule_optimizer_also_has_the_linear_baseline_and_sgd_only_linear() -> None:
+    assert set(SQRT_RULE) <= set(LINEAR_RULE)
+    assert set(LINEAR_RULE) - set(SQRT_RULE) == {"sgd"}
+
+
+def test_linear_rule_for_adam_scales_lr_only_as_the_naive_baseline() -> None:
+    scaled = scale_hyperparameters(
+        "adam", {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, kappa=4, rule="linear"
+    )
+    assert scaled["lr"] == pytest.approx(4e-3)
+    assert scaled["betas"] == (0.9, 0.999)
+    assert scaled["eps"] == 1e-8

@@ -6,7 +6,8 @@ approximately the same SDE, so training curves as a function of samples seen sta
     lr → √κ·lr,   β → 1 − κ(1 − β) for every β that is an EMA decay,   eps → eps/√κ,
 
 which requires κ(1 − β) < 1. It is derived for the regime where gradient noise dominates. SGD's
-counterpart is the linear rule lr → κ·lr (momentum unchanged).
+counterpart is the linear rule lr → κ·lr (momentum unchanged); for the adaptive methods below the
+linear rule is offered only as the naive baseline the square-root rule is compared against.
 
 Which optimizers each rule applies to (:data:`SQRT_RULE`, :data:`LINEAR_RULE`):
 
@@ -40,7 +41,12 @@ SQRT_RULE: Mapping[str, str] = {
     "adabelief": "by analogy with Adam (not derived)",
     "adopt": "by analogy with Adam (not derived)",
 }
-LINEAR_RULE: Mapping[str, str] = {"sgd": "linear rule lr -> kappa * lr, momentum unchanged"}
+LINEAR_RULE: Mapping[str, str] = {
+    "sgd": "linear rule lr -> kappa * lr, momentum unchanged",
+    # For adaptive methods the linear rule is not derived: it is the naive baseline the sqrt rule is
+    # tested against (the scaling-rule claim compares sqrt, linear and no scaling).
+    **{name: "naive baseline: lr -> kappa * lr, betas and eps unchanged" for name in SQRT_RULE},
+}
 RULES = ("sqrt", "linear", "none")
 
 
