@@ -74,8 +74,9 @@ def agent_optimizers(model: BaseAlgorithm) -> dict[str, torch.optim.Optimizer]:
     """Every optimizer the agent steps, by role: PPO ``policy``; SAC ``actor``, ``critic``, ``ent_coef``."""
     if hasattr(model, "actor") and hasattr(model, "critic"):
         out = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
-        if getattr(model, "ent_coef_optimizer", None) is not None:
-            out["ent_coef"] = model.ent_coef_optimizer
+        ent_coef_optimizer = getattr(model, "ent_coef_optimizer", None)
+        if ent_coef_optimizer is not None:
+            out["ent_coef"] = ent_coef_optimizer
         return out
     return {"policy": model.policy.optimizer}
 

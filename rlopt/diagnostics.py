@@ -364,9 +364,9 @@ class DiagnosticsCallback(BaseCallback):
             for name, value in probe.pop_window().items():
                 self._scalar(f"{prefix}/{name}", value, step)
         if self._loss_key is not None:
-            value = self.logger.name_to_value.get(self._loss_key)
-            if value is not None:
-                self.stability.observe_loss(float(value))
+            loss = self.logger.name_to_value.get(self._loss_key)
+            if loss is not None:
+                self.stability.observe_loss(float(loss))
         self.write_stability(step)
 
     def write_stability(self, step: int) -> None:

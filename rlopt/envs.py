@@ -220,7 +220,9 @@ def make_train_env(
     route_mujoco_warnings()
     env = make_vec_env(task, n_envs=n_envs, seed=seed)
     if normalize is not None:
-        env = VecNormalize(env, gamma=gamma, **normalize)
+        env = VecNormalize(
+            env, gamma=gamma, norm_obs=normalize["norm_obs"], norm_reward=normalize["norm_reward"]
+        )
     return env
 
 

@@ -106,7 +106,7 @@ def check_algo(algo: Any) -> str:
 
 @cache
 def sb3_defaults(algo: str) -> dict[str, Any]:
-    params = inspect.signature(algo_class(algo).__init__).parameters
+    params = inspect.signature(algo_class(algo)).parameters
     return {k: p.default for k, p in params.items() if k not in _NOT_DATA}
 
 
@@ -116,7 +116,7 @@ def _policy_defaults(algo: str) -> dict[str, Any]:
     from stable_baselines3.sac.policies import SACPolicy
 
     cls = {"ppo": ActorCriticPolicy, "sac": SACPolicy}[algo]
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     return {k: p.default for k, p in params.items() if k not in _POLICY_NOT_DATA | _OPTIMIZER_KEYS}
 
 

@@ -182,3 +182,24 @@ def test_on_eval_raising_anything_else_stops_the_run(tiny_config) -> None:
     with pytest.raises(RuntimeError, match="enough"):
         run_training(config, on_eval=stop)
     assert _metrics(config.run_dir)["status"] == "stopped"
+
+
+@pytest.mark.parametrize("task", ["InvertedPendulum-v5", "HalfCheetah-v5"])
+def test_smoke_suite_tasks_train_at_their_suite_budget(tiny_config, task: str) -> None:
+    from rlopt.envs import load_suite, normalized_score
+
+    spec = load_suite("smoke").task(task)
+    summary = run_training(
+        tiny_config(
+            "ppo",
+            "adan",
+            env=task,
+            timesteps=spec.timesteps,
+            eval_freq=spec.eval_freq,
+            eval_episodes=spec.eval_episodes,
+        )
+    )
+    assert summary.status == "ok" and summary.timesteps_done >= spec.timesteps
+    assert [p.timesteps for p in summary.evaluations][:2] == [spec.eval_freq, 2 * spec.eval_freq]
+    assert all(len(p.returns) == spec.eval_episodes for p in summary.evaluations)
+    assert np.isfinite(normalized_score(spec, summary.final_return))
