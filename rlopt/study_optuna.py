@@ -50,7 +50,7 @@ would propose the same point. QMC keeps one seed: its sequence is shared, indexe
 
 
 def _build(kind: str, name: str, cls: type, fixed: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *fixed)]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in fixed]
     for key in options:
         if key not in accepted:
             raise ConfigError(

@@ -147,7 +147,7 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     console.print(table)
 
     done = sorted((t for _, t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                  key=lambda t: t.value, reverse=True)
+                  key=lambda t: float(t.value or 0.0), reverse=True)
     if done:
         table = Table(title=f"Best trials ({attrs.get('objective', 'objective')})")
         for column in ("arm", "trial", "setting", "value", "lr", "betas", "eps", "weight_decay"):

@@ -64,7 +64,7 @@ def _budget(spec: StudySpec, task: str) -> tuple[int, int | None, int | None]:
 def _default_batch_size(algo: str) -> int:
     from rlopt.hparams import algo_class
 
-    return int(inspect.signature(algo_class(algo).__init__).parameters["batch_size"].default)
+    return int(inspect.signature(algo_class(algo)).parameters["batch_size"].default)
 
 
 def train_config(spec: StudySpec, setting: Setting, key: RunKey, run_dir: Path | None) -> Any:

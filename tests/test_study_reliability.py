@@ -94,8 +94,8 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
     again = run_rlopt("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = arm_trials(url, "killed", "adopt")
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], [
-        (t.number, t.state, t.user_attrs.get("reason")) for t in trials]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], (
+        [(t.number, t.state, t.user_attrs.get("reason")) for t in trials], again.stderr[-3000:])
     assert (trials[0].datetime_complete, trials[0].value) == (before[0].datetime_complete, before[0].value)
     assert trials[2].system_attrs["failed_trial"] == 1
     assert trials[2].params == trials[1].params
@@ -106,18 +106,21 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
     assert "stopped sending heartbeats" in status.stdout, status.stdout
 
 
-def test_pruned_trial_stops_all_of_its_runs(tmp_path: Path) -> None:
-    path = write_study(tmp_path, "pruned", "  - optimizer: adam\n", timesteps=4096,
-                       extra="pruner: {name: threshold, lower: 1.0e9}")
+def test_pruned_trial_of_a_searched_setting_stops_all_of_its_runs(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "pruned", "  - optimizer: adam\n    lr: {low: 1.0e-4, high: 1.0e-3}\n",
+                       timesteps=4096, extra="sampler: {name: random, seed: 0}\nn_trials: 1\n"
+                                             "pruner: {name: threshold, lower: 1.0e9}")
     result = run_rlopt("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (trial,) = arm_trials(f"sqlite:///{tmp_path / 'runs' / 'pruned' / 'study.db'}", "pruned", "adam")
     assert trial.state == TrialState.PRUNED and trial.user_attrs["outcome"] == "pruned"
     assert "threshold pruner at step 128" in trial.user_attrs["reason"]
+    assert trial.distributions["lr"].log and 1e-4 <= trial.params["lr"] <= 1e-3
+    assert trial.user_attrs["lr"] == trial.params["lr"]
     records = load_runs(tmp_path / "runs" / "pruned")
     assert len(records) == 2
     for record in records:
-        assert record.metrics["status"] == "pruned"
+        assert record.metrics["status"] == "pruned" and record.params["lr"] == trial.params["lr"]
         assert record.metrics["timesteps_done"] < 4096
     # the pruner saw the across-seed aggregate of the first evaluation
     first = float(iqm(np.array([r.returns[0] for r in records])))
