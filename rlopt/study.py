@@ -185,6 +185,9 @@ def run_study(
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
     parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
+    log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s",
+             spec.name, location.study_dir, redact(location.url), workers, parallel,
+             ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms))
     if workers == 1:
         Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()
         return location

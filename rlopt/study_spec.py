@@ -724,6 +724,12 @@ def _check_settings(top: _Where, spec: StudySpec) -> None:
     from rlopt.trial_runs import check_run_configs
 
     for i, arm in enumerate(spec.arms):
+        labels = [s.label for s in corner_settings(arm)] if arm.is_finite else []
+        for j, label in enumerate(labels):
+            if labels.index(label) != j:
+                key = "settings" if arm.settings else "label"
+                raise (top / "optimizers" / i / key).error(
+                    f"two settings are labelled {label!r} (accepted: a distinct label per setting)")
         for setting in corner_settings(arm):
             try:
                 check_run_configs(spec, setting)

@@ -212,3 +212,9 @@ def test_nan_or_bool_values_are_not_numbers() -> None:
     for bad in (math.nan, True, "0.9"):
         with pytest.raises(ConfigError, match="beta2"):
             parse_spec(spec_with(optimizers=[{"optimizer": "adam", "beta2": bad}]))
+
+
+def test_settings_with_the_same_label_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"optimizers\[0\]\.settings: two settings are labelled 'adam'"):
+        parse_spec(spec_with(optimizers=[{"optimizer": "adam", "settings": [
+            {"overrides": {"n_epochs": 2}}, {"overrides": {"n_epochs": 3}}]}]))

@@ -1,0 +1,32 @@
+"""Resuming a study checks that the stored study was made from the same file, before writing anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_study_spec import spec_with
+
+from rlopt.errors import ConfigError
+from rlopt.study import locate, prepare
+from rlopt.study_spec import parse_spec
+
+
+def test_resuming_with_a_changed_budget_is_refused_naming_the_key(tmp_path: Path) -> None:
+    spec = parse_spec(spec_with())
+    prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
+    prepare(parse_spec(spec_with(n_trials=1, pruner="median")), locate(spec, runs_dir=tmp_path), "unit.yaml")
+    db = tmp_path / "unit" / "study.db"
+    before = db.stat().st_mtime_ns
+    changed = parse_spec(spec_with(timesteps=512))
+    with pytest.raises(ConfigError, match=r"^unit\.yaml: timesteps: 512 here, 256 in the stored study"):
+        prepare(changed, locate(changed, runs_dir=tmp_path), "unit.yaml")
+    assert db.stat().st_mtime_ns == before
+
+
+def test_run_folders_unknown_to_the_storage_are_refused(tmp_path: Path) -> None:
+    spec = parse_spec(spec_with())
+    (tmp_path / "unit" / "adam" / "trial_0000").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"holds runs of a study that storage .* does not know"):
+        prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
+    assert not (tmp_path / "unit" / "study.db").exists()
