@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,12 +28,14 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.exc import SQLAlchemyError
 
 from rlopt.errors import ConfigError
 
 SCHEMES = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 120
 CONNECT_TIMEOUT_S = 10
+INIT_ATTEMPTS = 5
 
 
 def default_url(study_dir: Path) -> str:
@@ -140,15 +143,24 @@ def open_storage(url: str, interval: int, grace_period: int, max_retry: int) -> 
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
+    for attempt in range(INIT_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                )
+        except (optuna.exceptions.StorageInternalError, SQLAlchemyError):
+            # Two processes creating Optuna's tables in a new database at once: one of them loses the
+            # race on the schema version row; the tables exist by the next attempt.
+            if attempt == INIT_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def existing_study_names(url: str) -> list[str]:

@@ -47,7 +47,7 @@ def run_rlopt(*args: str | Path, cwd: Path, timeout: float = 300,
 
 def arm_trials(url: str, study: str, arm: str) -> list[optuna.trial.FrozenTrial]:
     """The trials of one arm's Optuna study, by number."""
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
     try:
         trials = optuna.load_study(study_name=f"{study}/{arm}", storage=storage).get_trials()
     finally:
