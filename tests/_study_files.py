@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
+
+BASE: dict[str, Any] = {
+    "name": "unit",
+    "algorithm": "ppo",
+    "tasks": ["InvertedPendulum-v5"],
+    "seeds": 2,
+    "timesteps": 256,
+    "evaluation": {"every": 128, "episodes": 2},
+    "overrides": {"n_steps": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [8]}},
+    "optimizers": [{"optimizer": "adam"}, {"optimizer": "adopt"}],
+}
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    """A valid study (as data) with top-level keys replaced (``None`` removes a key)."""
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
 
 TINY = """\
 name: {name}

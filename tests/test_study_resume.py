@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_study_spec import spec_with
+from _study_files import spec_with
 
 from rlopt.errors import ConfigError
 from rlopt.study import locate, prepare

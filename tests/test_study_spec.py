@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from _study_files import spec_with
 
 from rlopt.errors import ConfigError
 from rlopt.search_space import finite_settings, grid_search_space, suggest_setting
 from rlopt.study_optuna import make_pruner, make_sampler
 from rlopt.study_spec import load_spec, parse_spec
-
-BASE: dict[str, Any] = {
-    "name": "unit",
-    "algorithm": "ppo",
-    "tasks": ["InvertedPendulum-v5"],
-    "seeds": 2,
-    "timesteps": 256,
-    "evaluation": {"every": 128, "episodes": 2},
-    "overrides": {"n_steps": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [8]}},
-    "optimizers": [{"optimizer": "adam"}, {"optimizer": "adopt"}],
-}
-
-
-def spec_with(**changes: Any) -> dict[str, Any]:
-    data = copy.deepcopy(BASE)
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
 
 
 def test_minimal_study_takes_documented_defaults() -> None:
