@@ -131,7 +131,8 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise ConfigError(f"{redact(url)!r} is unreachable: {reason[0] if reason else exc}") from exc
+        raise ConfigError(f"{redact(url)!r} is unreachable: {reason[0] if reason else exc} "
+                          "(accepted: the URL of a running server that accepts this user)") from exc
     finally:
         engine.dispose()
 

@@ -152,7 +152,7 @@ class Worker:
 
     def _record_setting(self, trial: optuna.Trial, arm: Arm, setting: Setting) -> None:
         keys = run_keys(self.spec)
-        folder = trial_folder(arm.label, trial.number)
+        folder = trial_folder(setting, trial.number)
         attrs = setting.user_attrs()
         attrs.update(resolved_hparams(self.spec, setting))
         attrs.pop("name", None)
@@ -170,7 +170,7 @@ class Worker:
     def _run_trial(self, claimed: Claimed) -> None:
         spec, trial = self.spec, claimed.trial
         keys = run_keys(spec)
-        folder = self.study_dir / trial_folder(claimed.arm.label, trial.number)
+        folder = self.study_dir / trial_folder(claimed.setting, trial.number)
         configs = [train_config(spec, claimed.setting, key, folder / key.folder()) for key in keys]
         log.info("worker %d: %s trial %d (%s): %d runs", self.worker, claimed.arm.label, trial.number,
                  claimed.setting.label, len(configs))
@@ -210,7 +210,7 @@ class Worker:
         trial.set_user_attr("reason", reason)
         claimed.study.tell(trial, state=TrialState.FAIL)
         if retry:
-            frozen = claimed.study._storage.get_trial(trial._trial_id)
+            frozen = self.storage.get_trial(trial._trial_id)
             RetryHeartbeatStaleTrialCallback(max_retry=self.spec.heartbeat.max_retry)(claimed.study, frozen)
 
     def _finish(self, claimed: Claimed, reporter: _Reporter, results: list[RunResult], wall: float) -> None:

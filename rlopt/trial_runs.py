@@ -1,8 +1,8 @@
 """The training runs of one trial: a :class:`~rlopt.search_space.Setting` x tasks x seeds -> TrainConfigs.
 
 Every run of a trial gets its folder under the study folder,
-``<study>/<arm>/trial_<n>/<task>_seed<s>/``, so ``tensorboard --logdir runs/<study>`` shows every
-trial's runs side by side.
+``<study>/<arm>/trial_<n>-<setting>/<task>_seed<s>/`` (e.g. ``adopt/trial_0003-b2=0.999/Hopper-v5_seed1``),
+so ``tensorboard --logdir runs/<study>`` shows every trial's runs side by side, named by setting.
 
 A batch-size multiplier ``kappa`` multiplies the agent's ``batch_size`` (after overrides) and rescales
 the optimizer's lr, betas and eps with :func:`rlopt.optim.scaling.scale_hyperparameters`, starting from
@@ -38,9 +38,13 @@ def run_keys(spec: StudySpec) -> list[RunKey]:
     return [RunKey(task, seed) for task in spec.tasks for seed in spec.seeds]
 
 
-def trial_folder(arm: str, number: int) -> str:
-    """``<arm>/trial_0003``, relative to the study folder."""
-    return f"{_safe(arm)}/trial_{number:04d}"
+def trial_folder(setting: Setting, number: int) -> str:
+    """``<arm>/trial_0003-b2=0.999``, relative to the study folder (the setting readable in TensorBoard)."""
+    label = setting.label
+    if label.startswith(setting.arm):
+        label = label[len(setting.arm):]
+    suffix = _safe(label.strip())[:80]
+    return f"{_safe(setting.arm)}/trial_{number:04d}" + (f"-{suffix}" if suffix else "")
 
 
 def _safe(text: str) -> str:

@@ -76,8 +76,8 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
             states = [t.state for t in trials]
             if states != [TrialState.COMPLETE, TrialState.RUNNING]:
                 return False
-            evals = tmp_path / "runs" / "killed" / "adopt" / "trial_0001" / "InvertedPendulum-v5_seed0"
-            evals = evals / "eval.csv"
+            first_run = trials[1].user_attrs.get("run_dirs", ["-"])[0]
+            evals = tmp_path / "runs" / "killed" / first_run / "eval.csv"
             return evals.exists() and len(evals.read_text().splitlines()) >= 2
 
         _wait_for(second_trial_is_training, "the second trial to be training")
@@ -102,7 +102,9 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
     assert trials[2].params == trials[1].params
     assert sorted(t.user_attrs["setting"] for t in trials if t.state == TrialState.COMPLETE) == [
         "adopt b2=0.99", "adopt b2=0.9999"]
-    assert (tmp_path / "runs" / "killed" / "adopt" / "trial_0002" / "InvertedPendulum-v5_seed1").is_dir()
+    killed_dirs, retry_dirs = trials[1].user_attrs["run_dirs"], trials[2].user_attrs["run_dirs"]
+    assert retry_dirs == [d.replace("/trial_0001-", "/trial_0002-") for d in killed_dirs]
+    assert all((tmp_path / "runs" / "killed" / d / "metrics.json").is_file() for d in retry_dirs)
     status = run_rlopt("study", "status", tmp_path / "runs" / "killed", "--no-plots", cwd=tmp_path)
     assert "stopped sending heartbeats" in status.stdout, status.stdout
 
