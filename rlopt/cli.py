@@ -24,12 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"rlopt.commands.{name}")
         module.register(subparsers)
+    parser.set_defaults(argv=None)  # main() fills in the command as typed, for the records
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.argv = words  # the command as typed, so run folders can record it
     try:
         code = args.func(args)
     except ValueError as exc:

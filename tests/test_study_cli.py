@@ -89,3 +89,25 @@ def test_missing_study_file_is_a_one_line_error(tmp_path: Path) -> None:
         2,
         "rlopt: error: nope.yaml: no such study file (accepted: a path to a studies/*.yaml file)",
     )
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        ["study", "run", "s.yaml", "--storage", "postgresql://rl:s3cret@db.lab/optuna", "--workers", "2"],
+        ["study", "run", "s.yaml", "--storage=postgresql://rl:s3cret@db.lab/optuna", "--workers", "2"],
+    ],
+)
+def test_recorded_study_command_is_the_typed_one_without_the_storage_password(typed: list[str]) -> None:
+    from rlopt.cli import build_parser
+    from rlopt.commands.study import _command_line
+
+    args = build_parser().parse_args(typed)
+    args.argv = typed
+    recorded = _command_line(args)
+    import shlex
+
+    assert recorded is not None and "s3cret" not in recorded
+    words = shlex.split(recorded)
+    assert words[:4] == ["rlopt", "study", "run", "s.yaml"] and words[-2:] == ["--workers", "2"]
+    assert " ".join(words[4:-2]).replace("=", " ") == "--storage postgresql://rl:***@db.lab/optuna"

@@ -69,18 +69,24 @@ def run_command(args: argparse.Namespace) -> int:
     return _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    """The ``rlopt study run`` command that reproduces this one (the storage password left out)."""
+def _command_line(args: argparse.Namespace) -> str | None:
+    """The command as the user typed it, with any storage password left out."""
     import shlex
 
     from rlopt.storage import redact
 
-    words = ["rlopt", "study", "run", args.file, "--workers", str(args.workers), "--runs-dir", args.runs_dir]
-    if args.storage:
-        words += ["--storage", redact(args.storage)]
-    if args.parallel_runs:
-        words += ["--parallel-runs", str(args.parallel_runs)]
-    return shlex.join(words)
+    if args.argv is None:
+        return None
+    words: list[str] = []
+    after_storage = False
+    for word in args.argv:
+        if after_storage:
+            word = redact(word)
+        elif word.startswith("--storage="):
+            word = "--storage=" + redact(word.removeprefix("--storage="))
+        after_storage = word == "--storage"
+        words.append(word)
+    return shlex.join(["rlopt", *words])
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -116,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         eval_episodes=args.eval_episodes,
         save_model=args.save_model,
         progress=not args.no_progress,
-        command=shlex.join(["rlopt", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else None,
+        command=shlex.join(["rlopt", *args.argv]) if args.argv is not None else None,
     )
 
 
