@@ -15,11 +15,15 @@ import torch
 from test_optim_support import RLOPT_OPTIMIZERS, fresh_generator
 
 from rlopt.optim import make_optimizer
+from rlopt.optim._flat import chunk_length
 
 
-def _net(gen: torch.Generator) -> torch.nn.Module:
+def _net(gen: torch.Generator, width: int = 8) -> torch.nn.Module:
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
-    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, width), torch.nn.Tanh(), torch.nn.Linear(width, width), torch.nn.Tanh(),
+        torch.nn.Linear(width, 3),
+    )
     net.register_parameter("log_std", torch.nn.Parameter(torch.zeros(3)))
     return net.double()
 
@@ -34,11 +38,12 @@ def _train(net: torch.nn.Module, opt: torch.optim.Optimizer, data: list[torch.Te
         opt.step()
 
 
+@pytest.mark.parametrize("width", [8, 160], ids=["one chunk", "several chunks"])
 @pytest.mark.parametrize("name", RLOPT_OPTIMIZERS)
-def test_flat_training_loop_equals_reference_and_keeps_views(name: str) -> None:
+def test_flat_training_loop_equals_reference_and_keeps_views(name: str, width: int) -> None:
     gen = fresh_generator()
     data = [torch.randn(16, 5, generator=gen, dtype=torch.float64) for _ in range(30)]
-    flat_net = _net(gen)
+    flat_net = _net(gen, width)
     ref_net = copy.deepcopy(flat_net)
     kwargs = {"lr": 1e-2} if name != "dgclip" else {"lr": 0.5}
     flat_opt = make_optimizer(name, flat_net.parameters(), flat=True, **kwargs)
@@ -51,6 +56,9 @@ def test_flat_training_loop_equals_reference_and_keeps_views(name: str) -> None:
     grad_storages = {p.grad.untyped_storage().data_ptr() for p in flat_net.parameters()}
     assert len(storages) == 1, "parameters are not views of one flat buffer"
     assert len(grad_storages) == 1, "gradients did not stay views of one flat buffer"
+    n_params = sum(p.numel() for p in flat_net.parameters())
+    chunks = -(-n_params // chunk_length(next(flat_net.parameters())))
+    assert (chunks > 1) == (width > 8), f"{n_params} parameters in {chunks} chunks"
 
 
 def test_parameter_moved_after_layout_is_laid_out_again_and_stays_exact() -> None:

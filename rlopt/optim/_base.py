@@ -114,10 +114,8 @@ class RloptOptimizer(torch.optim.Optimizer):
             # step counter then differs from the others, so the layout is rebuilt when they agree.
             del self._flat_groups[index]
             return None
-        return TensorBatch(
-            [flat.param], [flat.grad], {key: [flat.state[key]] for key in self.state_keys},
-            step=flat.count + 1, steps=[flat.steps],
-        )
+        params, grads, state = flat.chunks
+        return TensorBatch(params, grads, state, step=flat.count + 1, steps=[flat.steps])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients; in flat groups they are zeroed in place so they stay views of the buffer.

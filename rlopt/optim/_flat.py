@@ -13,7 +13,7 @@ Written by hand because torch offers fused kernels only for its own optimizers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,6 +37,8 @@ class FlatGroup:
         state: flat state buffers by key; each parameter's ``state[key]`` is a view into them.
         steps: flat CPU step counters; each parameter's ``state["step"]`` is a 0-d view into it.
         count: the common step count (mirrors ``steps`` so the hot path reads no tensor).
+        chunks: ``param``, ``grad`` and each state buffer cut into the same cache-sized pieces
+            (:func:`chunk_length`); the update rule runs over these as over a group of parameters.
     """
 
     params: list[Tensor]
@@ -47,6 +49,15 @@ class FlatGroup:
     state: dict[str, Tensor]
     steps: Tensor
     count: int
+    chunks: tuple[list[Tensor], list[Tensor], dict[str, list[Tensor]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        length = chunk_length(self.param)
+        self.chunks = (
+            list(self.param.split(length)),
+            list(self.grad.split(length)),
+            {key: list(buf.split(length)) for key, buf in self.state.items()},
+        )
 
     def holds(self, params: Sequence[Tensor]) -> bool:
         """Whether this layout still describes ``params``: same tensors, data still in the buffer."""
@@ -71,6 +82,21 @@ class FlatGroup:
             view.copy_(grad)
             param.grad = view
         return True
+
+
+CHUNK_BYTES = 128 * 1024
+"""Size of one chunk of a flat buffer on the CPU. An update rule makes several passes over its
+tensors (one per operation); on a chunk of this size all of a rule's buffers and temporaries stay in
+a core's L2 cache between passes, where on a whole SAC-sized buffer (200k+ parameters) every pass goes
+to memory: about 3x faster per step there (``scripts/bench_optimizers.py``), unchanged on small nets."""
+
+
+def chunk_length(buffer: Tensor) -> int:
+    """Elements per chunk of ``buffer``: :data:`CHUNK_BYTES` on the CPU; the whole buffer elsewhere,
+    where one kernel launch per operation over all of it is cheapest."""
+    if buffer.device.type != "cpu":
+        return max(buffer.numel(), 1)
+    return max(CHUNK_BYTES // buffer.element_size(), 1)
 
 
 def flatten_group(
