@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from _study_files import spec_with
@@ -110,6 +111,26 @@ def test_samplers_and_pruners_are_optunas_own_classes() -> None:
                       ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
                       ("none", optuna.pruners.NopPruner)):
         assert isinstance(make_pruner(parse_spec(spec_with(pruner=name))), cls)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "random", "qmc"])
+def test_every_searching_sampler_samples_lr_and_beta2_within_their_ranges(sampler: str) -> None:
+    """Real Optuna studies: each sampler proposes settings over a 2-parameter space (CMA-ES needs 2+)."""
+    arm_data = {"optimizer": "adam", "lr": {"low": 1e-5, "high": 1e-3}, "beta2": {"low": 0.9, "high": 0.9999}}
+    spec = parse_spec(spec_with(sampler={"name": sampler, "seed": 3}, optimizers=[arm_data], n_trials=8))
+    arm = spec.arms[0]
+    study = optuna.create_study(sampler=make_sampler(spec, arm), direction="maximize")
+    settings = []
+    for _ in range(8):
+        trial = study.ask()
+        setting = suggest_setting(trial, arm)
+        study.tell(trial, -abs(np.log10(setting.lr) + 4) - abs(np.log10(1 - setting.betas[1]) + 3))
+        settings.append(setting)
+    lrs = [s.lr for s in settings]
+    beta2s = [s.betas[1] for s in settings]
+    assert all(1e-5 <= lr <= 1e-3 for lr in lrs) and all(0.9 <= b <= 0.9999 for b in beta2s)
+    assert len(set(lrs)) == 8 and len(set(beta2s)) == 8, "the sampler repeated a setting"
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
 def test_suite_gives_tasks_and_requires_a_normalised_objective() -> None:
