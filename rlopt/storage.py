@@ -22,7 +22,7 @@ import fcntl
 import hashlib
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,20 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1] if "@" in url else url
+
+
+def redact_argv(words: Sequence[str]) -> list[str]:
+    """Command-line words with the password of any ``--storage URL`` / ``--storage=URL`` left out."""
+    out: list[str] = []
+    after_storage = False
+    for word in words:
+        if after_storage:
+            word = redact(word)
+        elif word.startswith("--storage="):
+            word = "--storage=" + redact(word.removeprefix("--storage="))
+        after_storage = word == "--storage"
+        out.append(word)
+    return out
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -73,20 +73,9 @@ def _command_line(args: argparse.Namespace) -> str | None:
     """The command as the user typed it, with any storage password left out."""
     import shlex
 
-    from rlopt.storage import redact
+    from rlopt.storage import redact_argv
 
-    if args.argv is None:
-        return None
-    words: list[str] = []
-    after_storage = False
-    for word in args.argv:
-        if after_storage:
-            word = redact(word)
-        elif word.startswith("--storage="):
-            word = "--storage=" + redact(word.removeprefix("--storage="))
-        after_storage = word == "--storage"
-        words.append(word)
-    return shlex.join(["rlopt", *words])
+    return None if args.argv is None else shlex.join(["rlopt", *redact_argv(args.argv)])
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""End-to-end throughput and peak memory of ``rlopt train`` against stock Stable-Baselines3, in one run.
+
+Every configuration trains the same agent (hyperparameters from ``agents/<algo>.yaml``, the same seed,
+VecNormalize where the agent file asks for it) for ``--timesteps`` env steps in a fresh Python process:
+
+- ``stock SB3``: what a user of plain SB3 writes: ``make_vec_env`` (+ ``VecNormalize``), the algorithm
+  with its default optimizer (``th.optim.Adam``, and for PPO SB3's hidden ``eps=1e-5``), TensorBoard
+  logging, and SB3's ``EvalCallback`` on a separate env at the same schedule as rlopt's evaluation,
+  plus one final evaluation as rlopt does.
+- ``rlopt <optimizer>``: ``rlopt.train.run_training`` as ``rlopt train`` runs it (evaluation, TensorBoard,
+  optimizer diagnostics, run folder). ``rlopt adam`` gets ``eps=1e-5`` so its update is stock SB3's.
+
+Configurations are interleaved over ``--repeats`` rounds so that machine noise hits all of them alike.
+The table shows the median env steps per second of ``learn`` (setup excluded, evaluation included),
+its ratio to stock SB3 measured in the same run, and the median peak resident memory of the process
+and its ratio to stock SB3.
+
+Usage:
+    python scripts/bench_training.py --algo ppo --env HalfCheetah-v5 --timesteps 20000 --repeats 3
+    python scripts/bench_training.py --algo sac --env HalfCheetah-v5 --timesteps 3000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RLOPT_OPTIMIZERS = ("adam", "adopt", "adan", "adabelief", "adamssm", "dgclip")
+STOCK = "stock SB3"
+
+
+def _eval_schedule(timesteps: int, evaluations: int) -> int:
+    return max(1, timesteps // evaluations)
+
+
+def run_stock(args: argparse.Namespace, out: Path) -> float:
+    """Plain SB3, as its documentation shows it; returns env steps per second of ``learn``."""
+    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+    from rlopt.hparams import algo_class, resolve_agent, to_sb3_kwargs
+
+    agent = resolve_agent(args.algo, args.env, {})
+    kwargs = to_sb3_kwargs(agent)
+    gamma = float(kwargs.get("gamma", 0.99))
+    env = make_vec_env(args.env, n_envs=agent.n_envs, seed=args.seed)
+    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 1000)
+    if agent.normalize is not None:
+        env = VecNormalize(env, gamma=gamma, **agent.normalize)
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=agent.normalize["norm_obs"],
+                                norm_reward=False, gamma=gamma)
+    model = algo_class(args.algo)("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0,
+                                  tensorboard_log=str(out / "tb"), **kwargs)
+    # EvalCallback counts calls, not env steps: one call advances n_envs steps.
+    evaluator = EvalCallback(eval_env, eval_freq=max(1, args.eval_freq // agent.n_envs),
+                             n_eval_episodes=args.eval_episodes, verbose=0)
+    start = time.perf_counter()
+    model.learn(args.timesteps, callback=evaluator)
+    sync_envs_normalization(env, eval_env)
+    evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def run_rlopt(args: argparse.Namespace, out: Path) -> float:
+    """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
+    from rlopt.train import TrainConfig, run_training
+
+    summary = run_training(TrainConfig(
+        algo=args.algo, env=args.env, optimizer=args.optimizer, seed=args.seed, timesteps=args.timesteps,
+        eps=1e-5 if args.optimizer == "adam" and args.algo == "ppo" else None, device="cpu",
+        run_dir=out / "run", eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+    ))
+    if summary.status != "ok":
+        raise SystemExit(f"rlopt {args.optimizer}: {summary.status}: {summary.reason}")
+    return summary.steps_per_s
+
+
+def child(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:
+        rate = run_stock(args, Path(tmp)) if args.optimizer == STOCK else run_rlopt(args, Path(tmp))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"steps_per_s": rate, "peak_mb": peak_mb}))
+
+
+def measure(args: argparse.Namespace, optimizer: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", "--optimizer", optimizer, "--algo", args.algo,
+               "--env", args.env, "--timesteps", str(args.timesteps), "--seed", str(args.seed),
+               "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{optimizer}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def environment() -> str:
+    import stable_baselines3
+    import torch
+
+    return (f"python {platform.python_version()}, torch {torch.__version__}, "
+            f"SB3 {stable_baselines3.__version__}, "
+            f"{platform.processor() or platform.machine()}, {_cores()} cores")
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "sac"))
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--timesteps", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluations", type=int, default=4, help="evaluations per run (default 4)")
+    parser.add_argument("--eval-freq", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--eval-episodes", type=int, default=2)
+    parser.add_argument("--optimizers", default=",".join(RLOPT_OPTIMIZERS),
+                        help=f"rlopt optimizers to run (default {','.join(RLOPT_OPTIMIZERS)})")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer", default=STOCK, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.eval_freq is None:
+        args.eval_freq = _eval_schedule(args.timesteps, args.evaluations)
+    if args.child:
+        child(args)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    configs = [STOCK, *(o.strip() for o in args.optimizers.split(",") if o.strip())]
+    console.print(f"{environment()}\n{args.algo.upper()} {args.env}, {args.timesteps:,} steps per run, "
+                  f"evaluation every {args.eval_freq:,} steps ({args.eval_episodes} episodes), seed "
+                  f"{args.seed}, {args.repeats} interleaved repeats, one process per run")
+    results: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+    for repeat in range(args.repeats):
+        for config in configs:
+            results[config].append(measure(args, config))
+            console.print(f"  repeat {repeat + 1}/{args.repeats} {config}: "
+                          f"{results[config][-1]['steps_per_s']:,.0f} steps/s", highlight=False)
+
+    def median(config: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[config])
+
+    base_rate, base_mem = median(STOCK, "steps_per_s"), median(STOCK, "peak_mb")
+    table = Table(title=f"{args.algo.upper()} {args.env}: rlopt train vs stock SB3 (medians)")
+    for column in ("configuration", "env steps/s", "ratio to stock", "peak RSS (MB)", "memory ratio"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for config in configs:
+        rate, mem = median(config, "steps_per_s"), median(config, "peak_mb")
+        label = config if config == STOCK else f"rlopt {config}"
+        table.add_row(label, f"{rate:,.0f}", f"{rate / base_rate:.2f}x",
+                      f"{mem:,.0f}", f"{mem / base_mem:.2f}x")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
