@@ -24,7 +24,9 @@ def _script() -> object:
 
 
 @pytest.mark.parametrize("path", CLAIM_FILES, ids=[p.stem for p in CLAIM_FILES])
-def test_full_scale_copy_is_a_valid_study_with_ten_seeds_and_paper_budgets(path: Path, tmp_path: Path) -> None:
+def test_full_scale_copy_is_a_valid_study_with_ten_seeds_and_paper_budgets(
+    path: Path, tmp_path: Path
+) -> None:
     small = load_spec(path)
     full = load_spec(_script().full_scale(path, tmp_path))  # type: ignore[attr-defined]
     assert full.name == f"{small.name}-full"
