@@ -121,7 +121,8 @@ def _records(study: str, trial: FrozenTrial, study_dir: Path) -> list[RunRecord]
     for i, relative in enumerate(run_dirs):
         run_dir = study_dir / relative
         if not run_dir.is_dir():
-            if trial.state != TrialState.FAIL:
+            # A running trial may not have started this run yet; a failed one may have died before.
+            if trial.state.is_finished() and trial.state != TrialState.FAIL:
                 log.warning("%s: run folder %s of trial %d is not here (run on another machine?)",
                             study, run_dir, trial.number)
             continue
