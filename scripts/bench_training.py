@@ -18,7 +18,7 @@ and its ratio to stock SB3.
 
 Usage:
     python scripts/bench_training.py --algo ppo --env HalfCheetah-v5 --timesteps 20000 --repeats 3
-    python scripts/bench_training.py --algo sac --env HalfCheetah-v5 --timesteps 3000 --repeats 3
+    python scripts/bench_training.py --algo sac --timesteps 3000 --set learning_starts=1000
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-    from rlopt.hparams import algo_class, resolve_agent, to_sb3_kwargs
+    from rlopt.hparams import algo_class, parse_set, resolve_agent, to_sb3_kwargs
 
-    agent = resolve_agent(args.algo, args.env, {})
+    agent = resolve_agent(args.algo, args.env, parse_set(args.overrides))
     kwargs = to_sb3_kwargs(agent)
     gamma = float(kwargs.get("gamma", 0.99))
     env = make_vec_env(args.env, n_envs=agent.n_envs, seed=args.seed)
@@ -74,12 +74,14 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
 
 def run_rlopt(args: argparse.Namespace, out: Path) -> float:
     """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
+    from rlopt.hparams import parse_set
     from rlopt.train import TrainConfig, run_training
 
     summary = run_training(TrainConfig(
         algo=args.algo, env=args.env, optimizer=args.optimizer, seed=args.seed, timesteps=args.timesteps,
         eps=1e-5 if args.optimizer == "adam" and args.algo == "ppo" else None, device="cpu",
         run_dir=out / "run", eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+        overrides=parse_set(args.overrides),
     ))
     if summary.status != "ok":
         raise SystemExit(f"rlopt {args.optimizer}: {summary.status}: {summary.reason}")
@@ -97,6 +99,8 @@ def measure(args: argparse.Namespace, optimizer: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--optimizer", optimizer, "--algo", args.algo,
                "--env", args.env, "--timesteps", str(args.timesteps), "--seed", str(args.seed),
                "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
+    for item in args.overrides:
+        command += ["--set", item]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{optimizer}: exit {done.returncode}\n{done.stderr[-3000:]}")
@@ -131,6 +135,8 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=2)
     parser.add_argument("--optimizers", default=",".join(RLOPT_OPTIMIZERS),
                         help=f"rlopt optimizers to run (default {','.join(RLOPT_OPTIMIZERS)})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="agent hyperparameter for both sides, e.g. learning_starts=1000 (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optimizer", default=STOCK, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,7 +153,8 @@ def main() -> None:
     configs = [STOCK, *(o.strip() for o in args.optimizers.split(",") if o.strip())]
     console.print(f"{environment()}\n{args.algo.upper()} {args.env}, {args.timesteps:,} steps per run, "
                   f"evaluation every {args.eval_freq:,} steps ({args.eval_episodes} episodes), seed "
-                  f"{args.seed}, {args.repeats} interleaved repeats, one process per run")
+                  f"{args.seed}, {args.repeats} interleaved repeats, one process per run"
+                  + (f", --set {' '.join(args.overrides)}" if args.overrides else ""))
     results: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
     for repeat in range(args.repeats):
         for config in configs:
