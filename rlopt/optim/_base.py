@@ -16,7 +16,8 @@ gradient norm, for instance).
 The ``single_tensor`` function is the readable reference, a loop over tensors; ``foreach`` the batched
 ``torch._foreach_*`` version, tested against it. The flat path (``flat=True``, the default) needs no
 code of its own: it lays each group out in flat buffers (:mod:`rlopt.optim._flat`) and runs the
-``single_tensor`` rule on the one flat tensor per group, so the reference rule *is* the fast path.
+``single_tensor`` rule on the flat buffers (in cache-sized chunks on the CPU), so the reference rule
+*is* the fast path.
 Another implementation (a fused kernel, say) is added by writing one more function and letting
 :meth:`RloptOptimizer._implementation` choose it; the bookkeeping here does not change.
 """

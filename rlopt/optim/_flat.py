@@ -2,8 +2,8 @@
 
 On the small networks of deep RL an optimizer step costs a few dozen kernel launches per tensor; with
 every parameter, gradient and state buffer a *view* into one contiguous tensor per group, the same
-update rule runs as a handful of vectorised operations on one tensor (measured by
-``scripts/bench_optimizers.py``). Nothing changes for the user: each parameter is still its own
+update rule runs as a handful of vectorised operations on that tensor, cut on the CPU into chunks that
+stay in cache between the rule's passes (measured by ``scripts/bench_optimizers.py``). Nothing changes for the user: each parameter is still its own
 ``Parameter`` (its ``.data`` now a view), each gradient and each state entry is still a per-parameter
 tensor, and ``state_dict()`` has the same keys and shapes as without flat buffers.
 
@@ -88,7 +88,7 @@ CHUNK_BYTES = 128 * 1024
 """Size of one chunk of a flat buffer on the CPU. An update rule makes several passes over its
 tensors (one per operation); on a chunk of this size all of a rule's buffers and temporaries stay in
 a core's L2 cache between passes, where on a whole SAC-sized buffer (200k+ parameters) every pass goes
-to memory: about 3x faster per step there (``scripts/bench_optimizers.py``), unchanged on small nets."""
+to memory: 2-3x faster per step there (``scripts/bench_optimizers.py``), unchanged on small nets."""
 
 
 def chunk_length(buffer: Tensor) -> int:
