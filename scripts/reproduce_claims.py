@@ -20,6 +20,7 @@ PNGs) with ``command.txt`` holding the command that made the data.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ from rlopt.cli import main as rlopt
 from rlopt.storage import redact_argv
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ROOT / "studies"
+STUDIES = Path(os.path.relpath(ROOT / "studies"))  # relative, so recorded commands are portable
 # A claim whose settings are a subset of another study's grid is read from that study's runs.
 READS_FROM = {"claim1-adopt-vs-adam-ppo": "claim2-adopt-beta2-robustness-ppo"}
 FULL_SEEDS = 10
@@ -88,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--storage", default=None, help="shared storage URL (default: SQLite per study)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
                         help="parent folder of the study folders (default runs)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results",
+    parser.add_argument("--out", type=Path, default=Path(os.path.relpath(ROOT / "results")),
                         help="reports go here (default results/)")
     parser.add_argument("--report-only", action="store_true", help="write the reports of existing studies")
     return parser.parse_args()
