@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
 SAC_DIAGNOSTICS_INTERVAL = 1000
+PARAMETER_CHECK_EVERY = 100
+"""Env steps between two checks for non-finite parameters (PPO: every rollout, being longer)."""
 DEFAULT_EVALUATIONS = 20
 
 
@@ -506,6 +508,7 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
         measure_pre_clip=gradient_clipping(plan.agent, plan.optimizer)["agent"] is not None,
         interval=plan.diagnostics_interval,
         sample_every=config.diagnostics_sample_every,
+        check_every=PARAMETER_CHECK_EVERY,
     )
     callbacks: list[Any] = [diagnostics, evaluator]
     progress = None

@@ -8,7 +8,7 @@ median wall time of the whole command (start-up, every trial, the storage) and t
 the ratio of N workers' trials per hour to one worker's; the target on N free cores is at least 0.9·N.
 
 Usage:
-    python scripts/bench_study.py [--workers 2] [--trials 8] [--timesteps 4096] [--repeats 2]
+    python scripts/bench_study.py [--workers 2] [--trials 8] [--timesteps 16384] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--timesteps", type=int, default=4096)
+    parser.add_argument("--timesteps", type=int, default=16384)
     parser.add_argument("--env", default="InvertedPendulum-v5")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

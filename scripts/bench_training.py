@@ -7,7 +7,7 @@ VecNormalize where the agent file asks for it) for ``--timesteps`` env steps in 
 - ``stock SB3``: what a user of plain SB3 writes: ``make_vec_env`` (+ ``VecNormalize``), the algorithm
   with its default optimizer (``th.optim.Adam``, and for PPO SB3's hidden ``eps=1e-5``), TensorBoard
   logging, and SB3's ``EvalCallback`` on a separate env at the same schedule as rlopt's evaluation,
-  plus one final evaluation as rlopt does.
+  plus one evaluation after the last update where rlopt makes one (the schedule missed the end).
 - ``rlopt <optimizer>``: ``rlopt.train.run_training`` as ``rlopt train`` runs it (evaluation, TensorBoard,
   optimizer diagnostics, run folder). ``rlopt adam`` gets ``eps=1e-5`` so its update is stock SB3's.
 
@@ -67,8 +67,9 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
                              n_eval_episodes=args.eval_episodes, verbose=0)
     start = time.perf_counter()
     model.learn(args.timesteps, callback=evaluator)
-    sync_envs_normalization(env, eval_env)
-    evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes)
+    if evaluator.n_calls % evaluator.eval_freq != 0:  # rlopt evaluates after the last update too
+        sync_envs_normalization(env, eval_env)
+        evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes)
     return model.num_timesteps / (time.perf_counter() - start)
 
 

@@ -156,6 +156,15 @@ def test_huge_learning_rate_diverges_cleanly_and_the_cli_exits_1(tiny_config, tm
     assert metrics["timesteps_done"] < 1024
 
 
+def test_sac_with_a_huge_learning_rate_stops_as_diverged_well_before_its_budget(tiny_config) -> None:
+    """SAC checks its parameters every PARAMETER_CHECK_EVERY steps, not at each one-step rollout."""
+    summary = run_training(tiny_config("sac", "sgd", lr=1e12, timesteps=2000, eval_freq=5000))
+    assert summary.status == "diverged", summary.reason
+    assert "non-finite" in summary.reason
+    assert summary.timesteps_done < 2000
+    assert _metrics(summary.run_dir)["status"] == "diverged"
+
+
 def test_on_eval_raising_prunes_the_run_and_propagates(tiny_config) -> None:
     seen: list[EvalPoint] = []
 

@@ -2,10 +2,11 @@
 
 On the small networks of deep RL an optimizer step costs a few dozen kernel launches per tensor; with
 every parameter, gradient and state buffer a *view* into one contiguous tensor per group, the same
-update rule runs as a handful of vectorised operations on that tensor, cut on the CPU into chunks that
-stay in cache between the rule's passes (measured by ``scripts/bench_optimizers.py``). Nothing changes for the user: each parameter is still its own
-``Parameter`` (its ``.data`` now a view), each gradient and each state entry is still a per-parameter
-tensor, and ``state_dict()`` has the same keys and shapes as without flat buffers.
+update rule runs as a handful of vectorised operations on that tensor, cut on the CPU into chunks
+that stay in cache between the rule's passes (measured by ``scripts/bench_optimizers.py``). Nothing
+changes for the user: each parameter is still its own ``Parameter`` (its ``.data`` now a view), each
+gradient and each state entry is still a per-parameter tensor, and ``state_dict()`` has the same keys
+and shapes as without flat buffers.
 
 Written by hand because torch offers fused kernels only for its own optimizers.
 """
