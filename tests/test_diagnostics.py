@@ -124,3 +124,31 @@ def test_loss_spike_is_a_tenfold_jump_over_the_recent_median() -> None:
     assert flags == [False] * 6 + [True, False]
     assert tracker.loss_spikes == 1
     assert not StabilityTracker().observe_loss(float("nan"))
+
+
+def test_probe_keeps_every_update_of_a_long_window_and_counts_each_bad_one_once() -> None:
+    """More updates than the series' first allocation (64): every gradient norm counts, once."""
+    model = torch.nn.Linear(5, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    probe = OptimizerProbe(opt, measure_pre_clip=False, sample_every=7)
+
+    def step(value: float, nan: bool = False) -> float:
+        for p in model.parameters():
+            p.grad = torch.full_like(p, value)
+        if nan:
+            model.bias.grad[0] = float("nan")
+        opt.step()
+        return math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters()))
+
+    norms = [step(float(i + 1)) for i in range(150)]
+    assert probe.check_finite() == (0, False)
+    window = probe.pop_window()
+    assert window["updates"] == 150
+    assert window["grad_norm_post_clip"] == pytest.approx(sum(norms) / len(norms), rel=1e-6)
+
+    for i in range(80):
+        step(1.0, nan=i in (70, 71))
+    events, bad_params = probe.check_finite()
+    # the two NaN gradients, plus any sampled update after them (lr 0 still gives 0 * NaN = NaN)
+    assert events >= 2 and bad_params
+    assert probe.check_finite()[0] == 0  # each update is counted once

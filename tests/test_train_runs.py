@@ -90,22 +90,23 @@ def test_sac_trains_with_each_optimizer_and_leaves_a_complete_run_folder(tiny_co
     assert config["optimizer"]["injected_into"] == ["actor", "critic", "ent_coef"]
 
 
-def test_rlopt_adam_reproduces_plain_sb3_ppo_exactly(tiny_config) -> None:
-    """Same hyperparameters, seed, CPU, eps=1e-5 (SB3's hidden default): identical final parameters."""
+def test_rlopt_train_adam_reproduces_plain_sb3_ppo_exactly(tiny_config) -> None:
+    """`rlopt train --optimizer adam --eps 1e-5` (SB3's hidden default) against plain SB3 PPO with the
+    same hyperparameters and seed on CPU: identical final parameters and normalisation statistics."""
     config = tiny_config("ppo", "adam", eps=1e-5, save_model=True, timesteps=512, eval_freq=200)
-    summary = run_training(config)
-    hp = json.loads((summary.run_dir / "config.json").read_text())["agent"]["hyperparameters"]
+    assert main(["train", *config.to_cli_args(), "--no-progress"]) == 0
+    hp = json.loads((config.run_dir / "config.json").read_text())["agent"]["hyperparameters"]
 
     env = VecNormalize(make_vec_env("InvertedPendulum-v5", n_envs=1, seed=0), gamma=hp["gamma"])
     plain = PPO("MlpPolicy", env, seed=0, device="cpu", **{**hp, "policy_kwargs": {"net_arch": [16]}})
     assert plain.policy.optimizer.param_groups[0]["eps"] == 1e-5
     plain.learn(512)
 
-    ours = PPO.load(summary.run_dir / "model.zip", device="cpu")
+    ours = PPO.load(config.run_dir / "model.zip", device="cpu")
     theirs = plain.policy.state_dict()
     for name, tensor in ours.policy.state_dict().items():
         assert torch.equal(tensor, theirs[name]), name
-    stats = VecNormalize.load(str(summary.run_dir / "vecnormalize.pkl"), make_vec_env("InvertedPendulum-v5"))
+    stats = VecNormalize.load(str(config.run_dir / "vecnormalize.pkl"), make_vec_env("InvertedPendulum-v5"))
     np.testing.assert_array_equal(stats.obs_rms.mean, env.obs_rms.mean)
     env.close()
 
