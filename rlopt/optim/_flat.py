@@ -87,9 +87,10 @@ class FlatGroup:
 
 CHUNK_BYTES = 128 * 1024
 """Size of one chunk of a flat buffer on the CPU. An update rule makes several passes over its
-tensors (one per operation); on a chunk of this size all of a rule's buffers and temporaries stay in
-a core's L2 cache between passes, where on a whole SAC-sized buffer (200k+ parameters) every pass goes
-to memory: 2-3x faster per step there (``scripts/bench_optimizers.py``), unchanged on small nets."""
+tensors (one per operation); on a chunk of this size a rule's buffers and temporaries stay in a
+core's L2 cache between passes. Measured on SAC-sized buffers (218k parameters): 2-3x faster per step
+while other processes loaded the machine, 0-10% on an idle one whose large L3 holds the whole buffers
+(``scripts/bench_optimizers.py``); never slower, and the same numbers (the rules are elementwise)."""
 
 
 def chunk_length(buffer: Tensor) -> int:
