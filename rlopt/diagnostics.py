@@ -197,7 +197,6 @@ class OptimizerProbe:
         self._count = 0
         self._sampling = True
         self._before: list[torch.Tensor] | None = None
-        self._snapshot: list[torch.Tensor] = []
         self._params: list[torch.Tensor] = []
         self._post_norm: torch.Tensor | None = None
         self._grad_norms = MeasurementSeries(width=1)
@@ -207,17 +206,6 @@ class OptimizerProbe:
         if self._sampling:
             # overwrite, not add: the stored value is the gradient as the last backward left it
             self._pre_sq[id(param)] = param.grad.detach().square().sum()  # type: ignore[union-attr]
-
-    def _snapshot_of(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``params`` copied into buffers kept from one sampled update to the next (no new copy of
-        every parameter, about 1 MB for SAC's critic, at each sampled update)."""
-        if len(self._snapshot) != len(params) or any(
-            s.shape != p.shape or s.dtype != p.dtype or s.device != p.device
-            for s, p in zip(self._snapshot, params, strict=False)
-        ):
-            self._snapshot = [torch.empty_like(p) for p in params]
-        torch._foreach_copy_(self._snapshot, [p.detach() for p in params])
-        return self._snapshot
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         params = _params_with_grad(optimizer)
@@ -230,15 +218,15 @@ class OptimizerProbe:
         self._grad_norms.append(post)
         if self._sampling:
             self._params = params
-            self._before = self._snapshot_of(params)
+            self._before = [p.detach().clone() for p in params]
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._count += 1
         if self._before is not None:
             with torch.no_grad():
-                # before - after, in place in the snapshot: the update's norm with no new buffer
-                torch._foreach_sub_(self._before, [p.detach() for p in self._params])
-                update_norm = torch.nn.utils.get_total_norm(self._before)
+                update_norm = torch.nn.utils.get_total_norm(
+                    [p.detach() - b for p, b in zip(self._params, self._before, strict=True)]
+                )
                 param_norm = torch.nn.utils.get_total_norm([p.detach() for p in self._params])
                 post = self._post_norm
                 assert post is not None
