@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rlopt.optim._flat import FlatGroup, flatten_group, step_dtype
+from rlopt.optim._flat import FlatLayouts, step_dtype
 from rlopt.optim.validation import check_bool_or_none, check_foreach
 
 Context = Mapping[str, Any]
@@ -73,7 +73,7 @@ def global_grad_norm(grads: Sequence[Tensor], foreach: bool) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
 
 
-class RloptOptimizer(torch.optim.Optimizer):
+class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
     """Base class of rlopt's optimizers: gathering, lazy state, step counters and dispatch.
 
     Subclasses set ``state_keys`` (buffers created as zeros shaped like the parameter, in its dtype
@@ -92,7 +92,6 @@ class RloptOptimizer(torch.optim.Optimizer):
         foreach: bool | None,
         flat: bool | None = None,
     ) -> None:
-        self._flat_groups: dict[int, FlatGroup] = {}
         super().__init__(
             params, {**defaults, "foreach": check_foreach(foreach), "flat": check_bool_or_none(flat, "flat")}
         )
@@ -102,59 +101,12 @@ class RloptOptimizer(torch.optim.Optimizer):
         return group.get("flat") is not False and group["foreach"] is not False
 
     def _flat_batch(self, index: int, group: Mapping[str, Any]) -> TensorBatch | None:
-        """The group as one flat tensor, laying it out on first use; ``None`` where it cannot be."""
-        flat = self._flat_groups.get(index)
-        if flat is None or not flat.holds(group["params"]):
-            flat = flatten_group(group["params"], self.state, self.state_keys)
-            if flat is None:
-                self._flat_groups.pop(index, None)
-                return None
-            self._flat_groups[index] = flat
-        if not flat.attach_grads():
-            # A parameter without a gradient is skipped this step, as by the per-tensor paths; its
-            # step counter then differs from the others, so the layout is rebuilt when they agree.
-            del self._flat_groups[index]
+        """The group as cache-sized chunks of its flat buffers, or ``None`` where it cannot be flat."""
+        flat = self._flat_layout(index, group, self.state_keys)
+        if flat is None:
             return None
         params, grads, state = flat.chunks
         return TensorBatch(params, grads, state, step=flat.count + 1, steps=[flat.steps])
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset gradients; in flat groups they are zeroed in place so they stay views of the buffer.
-
-        .. warning::
-            In a flat group a parameter left out of the next backward pass then has a zero gradient
-            (and takes a momentum-only step) instead of ``None`` (and no step), as with
-            ``set_to_none=False`` in torch.optim; pass ``flat=False`` where that matters.
-        """
-        if not self._flat_groups:
-            super().zero_grad(set_to_none)
-            return
-        for index, group in enumerate(self.param_groups):
-            flat = self._flat_groups.get(index)
-            if flat is not None and flat.holds(group["params"]):
-                flat.grad.zero_()
-                continue
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if set_to_none:
-                    param.grad = None
-                    continue
-                if param.grad.grad_fn is not None:
-                    param.grad.detach_()
-                else:
-                    param.grad.requires_grad_(False)
-                param.grad.zero_()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load as torch.optim does; flat buffers are laid out anew from the loaded state."""
-        self._flat_groups.clear()
-        super().load_state_dict(state_dict)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if hasattr(self, "_flat_groups"):
-            self._flat_groups.clear()
-        super().add_param_group(param_group)
 
     def _implementation(self, group: Mapping[str, Any]) -> str:
         """Name of the implementation to run for ``group``: ``foreach`` unless ``foreach=False``."""

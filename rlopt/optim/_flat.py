@@ -155,3 +155,78 @@ def flatten_group(
         steps=steps,
         count=count,
     )
+
+
+class FlatLayouts:
+    """Mixin for a ``torch.optim.Optimizer`` whose parameter groups may live in flat buffers.
+
+    Keeps one :class:`FlatGroup` per group index, lays a group out on first use, and keeps gradients
+    as views of the flat gradient across ``zero_grad``. Put it before ``torch.optim.Optimizer`` (or
+    the optimizer class it extends) in the bases.
+    """
+
+    param_groups: list[dict[str, Any]]
+    state: Any
+
+    @property
+    def _flat_groups(self) -> dict[int, FlatGroup]:
+        # Created on first access: torch.optim's __init__ calls add_param_group before ours could run.
+        layouts: dict[int, FlatGroup] | None = self.__dict__.get("_flat_layouts")
+        if layouts is None:
+            layouts = self.__dict__["_flat_layouts"] = {}
+        return layouts
+
+    def _flat_layout(
+        self, index: int, group: Mapping[str, Any], state_keys: Sequence[str]
+    ) -> FlatGroup | None:
+        """Group ``index`` in flat buffers with every gradient attached, or ``None`` where it cannot be."""
+        flat = self._flat_groups.get(index)
+        if flat is None or not flat.holds(group["params"]):
+            flat = flatten_group(group["params"], self.state, state_keys)
+            if flat is None:
+                self._flat_groups.pop(index, None)
+                return None
+            self._flat_groups[index] = flat
+        if not flat.attach_grads():
+            # A parameter without a gradient is skipped this step, as by the per-tensor paths; its
+            # step counter then differs from the others, so the layout is rebuilt when they agree.
+            del self._flat_groups[index]
+            return None
+        return flat
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset gradients; in flat groups they are zeroed in place so they stay views of the buffer.
+
+        .. warning::
+            In a flat group a parameter left out of the next backward pass then has a zero gradient
+            (and takes a momentum-only step) instead of ``None`` (and no step), as with
+            ``set_to_none=False`` in torch.optim; pass ``flat=False`` where that matters.
+        """
+        if not self._flat_groups:
+            super().zero_grad(set_to_none)  # type: ignore[misc]
+            return
+        for index, group in enumerate(self.param_groups):
+            flat = self._flat_groups.get(index)
+            if flat is not None and flat.holds(group["params"]):
+                flat.grad.zero_()
+                continue
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if set_to_none:
+                    param.grad = None
+                    continue
+                if param.grad.grad_fn is not None:
+                    param.grad.detach_()
+                else:
+                    param.grad.requires_grad_(False)
+                param.grad.zero_()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load as torch.optim does; flat buffers are laid out anew from the loaded state."""
+        self._flat_groups.clear()
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self._flat_groups.clear()
+        super().add_param_group(param_group)  # type: ignore[misc]

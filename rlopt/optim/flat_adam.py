@@ -1,0 +1,128 @@
+"""torch.optim's Adam and AdamW run on flat buffers: torch's own arithmetic, bit for bit, 3x faster.
+
+On the small networks of deep RL, ``torch.optim.Adam``'s default CPU path is a Python loop of about ten
+kernels per parameter tensor, and that loop, not the arithmetic, is the step's cost. :class:`Adam` and
+:class:`AdamW` lay each parameter group out in flat buffers (:mod:`rlopt.optim._flat`: parameters,
+gradients, ``exp_avg`` and ``exp_avg_sq`` become views into one tensor each) and call torch's own
+functional ``torch.optim.adam.adam`` once, on the whole buffers, with ``foreach=False``: the very
+update torch applies tensor by tensor,
+
+    m_t = β1 m_{t-1} + (1 - β1) g_t,      v_t = β2 v_{t-1} + (1 - β2) g_t²,
+    θ_t = θ_{t-1} - lr / (1 - β1^t) · m_t / (sqrt(v_t) / sqrt(1 - β2^t) + eps)
+
+(Kingma & Ba 2015; AdamW's decoupled decay θ ← θ (1 - lr λ) first, Loshchilov & Hutter 2019), now
+applied to all elements at once. Elementwise arithmetic does not depend on how the elements are
+grouped, so the parameters are bit-identical to ``torch.optim.Adam``'s default path (tested against it,
+and end to end against stock SB3 PPO); measured on PPO's 2x256 actor-critic it takes 0.3x the time of
+the default path and 0.9x that of ``fused=True`` (which rounds differently), see
+``scripts/bench_optimizers.py``. The buffers are not cut into chunks: torch splits an elementwise
+kernel over its intra-op threads only above 32k elements.
+
+Everything else is torch's: the classes subclass ``torch.optim.Adam``/``AdamW`` (``isinstance`` holds,
+``state_dict`` has torch's keys and shapes and loads into either), and a group that the flat path
+cannot take (``fused`` or ``foreach`` asked for explicitly, ``capturable``, ``differentiable``, complex
+or sparse parameters, a parameter without a gradient, mixed devices or dtypes, ``flat=False``) runs
+torch's own ``step`` unchanged.
+
+Written by hand because torch offers no flat-buffer mode; the arithmetic itself is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch.optim.adam import adam as adam_update
+
+from rlopt.optim._flat import FlatGroup, FlatLayouts
+from rlopt.optim.validation import check_bool_or_none
+
+
+def _flat_eligible(group: Mapping[str, Any]) -> bool:
+    """Whether ``group``'s options leave the flat path the same arithmetic as torch's default path."""
+    return (
+        group.get("flat") is not False
+        and not group.get("fused")
+        and group.get("foreach") is not True
+        and not group.get("capturable")
+        and not group.get("differentiable")
+        and not any(torch.is_complex(p) for p in group["params"])
+    )
+
+
+class _FlatAdamStep(FlatLayouts):
+    """The flat ``step`` shared by :class:`Adam` and :class:`AdamW`."""
+
+    defaults: dict[str, Any]
+
+    def _set_flat(self, flat: bool | None) -> None:
+        self.defaults["flat"] = check_bool_or_none(flat, "flat")
+        for group in self.param_groups:
+            group.setdefault("flat", self.defaults["flat"])
+
+    def _state_keys(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimisation step (torch's arithmetic on flat buffers where the group allows).
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss.
+
+        Returns:
+            The loss returned by ``closure``, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        layouts: list[FlatGroup] = []
+        for index, group in enumerate(self.param_groups):
+            layout = None
+            if _flat_eligible(group):
+                layout = self._flat_layout(index, group, self._state_keys(group))
+            if layout is None:
+                # torch's own step for everything; cached step counts would go stale, so drop them.
+                self._flat_groups.clear()
+                super().step()  # type: ignore[misc]
+                return loss
+            layouts.append(layout)
+        for group, flat in zip(self.param_groups, layouts, strict=True):
+            step = torch.tensor(float(flat.count), dtype=flat.steps.dtype)
+            adam_update(
+                [flat.param], [flat.grad], [flat.state["exp_avg"]], [flat.state["exp_avg_sq"]],
+                [flat.state["max_exp_avg_sq"]] if group["amsgrad"] else [], [step],
+                foreach=False, capturable=False, differentiable=False, fused=False,
+                has_complex=False, decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+                amsgrad=group["amsgrad"], beta1=group["betas"][0], beta2=group["betas"][1],
+                lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                maximize=group["maximize"],
+            )
+            flat.steps.add_(1.0)
+            flat.count += 1
+        return loss
+
+
+class Adam(_FlatAdamStep, torch.optim.Adam):
+    """``torch.optim.Adam`` with its default update run on flat buffers (same numbers, faster).
+
+    Takes torch.optim.Adam's arguments, plus ``flat`` (``None``/``True``: flat where possible,
+    ``False``: torch's own step always). See the module docstring for the math and when it applies.
+    """
+
+    def __init__(self, params: Iterable[Any], *args: Any, flat: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(params, *args, **kwargs)
+        self._set_flat(flat)
+
+
+class AdamW(_FlatAdamStep, torch.optim.AdamW):
+    """``torch.optim.AdamW`` with its default update run on flat buffers (same numbers, faster).
+
+    Takes torch.optim.AdamW's arguments, plus ``flat`` as for :class:`Adam`.
+    """
+
+    def __init__(self, params: Iterable[Any], *args: Any, flat: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(params, *args, **kwargs)
+        self._set_flat(flat)

@@ -1,0 +1,128 @@
+"""rlopt's adam/adamw/amsgrad (torch's arithmetic on flat buffers) against torch.optim's default path.
+
+The claim is bit-identity, not closeness: every comparison uses ``torch.equal``. The reference is an
+independent ``torch.optim.Adam``/``AdamW`` with its defaults (on the CPU: the per-tensor loop) on an
+identically seeded network, fed the same batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from rlopt.optim import make_optimizer
+
+TorchBuilder = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
+
+CASES: dict[str, tuple[str, dict[str, float], TorchBuilder]] = {
+    "adam eps=1e-5": ("adam", {"eps": 1e-5}, lambda ps: torch.optim.Adam(ps, lr=3e-3, eps=1e-5)),
+    "adam weight decay": (
+        "adam", {"weight_decay": 0.1}, lambda ps: torch.optim.Adam(ps, lr=3e-3, weight_decay=0.1)
+    ),
+    "amsgrad": ("amsgrad", {}, lambda ps: torch.optim.Adam(ps, lr=3e-3, amsgrad=True)),
+    "adamw": ("adamw", {}, lambda ps: torch.optim.AdamW(ps, lr=3e-3)),
+}
+
+
+def _net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(17, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+        torch.nn.Linear(64, 6),
+    )
+    net.register_parameter("log_std", torch.nn.Parameter(torch.zeros(6)))
+    return net
+
+
+def _train(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 1) -> None:
+    """SB3's order (zero_grad, backward, clip, step), with a learning-rate schedule written into the group."""
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 3e-3 * (1 - i / (2 * steps))
+        x = torch.randn(32, 17, generator=gen)
+        opt.zero_grad()
+        loss = ((net(x) - 1) * net.log_std.exp()).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+        opt.step()
+
+
+def _assert_identical(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, got), want in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(got, want), f"{name} differs from torch.optim's result"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_flat_path_is_bit_identical_to_torch_default_path(case: str) -> None:
+    name, kwargs, torch_builder = CASES[case]
+    ours, theirs = _net(), _net()
+    opt = make_optimizer(name, ours.parameters(), lr=3e-3, **kwargs)
+    ref = torch_builder(list(theirs.parameters()))
+    _train(ours, opt, 60)
+    _train(theirs, ref, 60)
+    assert opt._flat_groups, "the flat path was not taken"
+    assert len({p.untyped_storage().data_ptr() for p in ours.parameters()}) == 1
+    _assert_identical(ours, theirs)
+    for index, state in ref.state_dict()["state"].items():
+        for key, want in state.items():
+            assert torch.equal(opt.state_dict()["state"][index][key], want), f"state {index}.{key}"
+
+
+def test_state_dict_moves_between_rlopt_and_torch_adam_mid_training() -> None:
+    ours, theirs = _net(), _net()
+    opt = make_optimizer("adam", ours.parameters(), lr=3e-3)
+    ref = torch.optim.Adam(theirs.parameters(), lr=3e-3)
+    _train(ours, opt, 20)
+    _train(theirs, ref, 20)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    # torch's Adam continues from rlopt's state, and rlopt's from torch's: both stay identical.
+    moved_to_torch = copy.deepcopy(ours)
+    torch_opt = torch.optim.Adam(moved_to_torch.parameters(), lr=3e-3)
+    torch_opt.load_state_dict(torch.load(buffer))
+    opt2 = make_optimizer("adam", ours.parameters(), lr=3e-3)
+    opt2.load_state_dict(ref.state_dict())
+    _train(moved_to_torch, torch_opt, 20, seed=2)
+    _train(ours, opt2, 20, seed=2)
+    _train(theirs, ref, 20, seed=2)
+    _assert_identical(moved_to_torch, theirs)
+    _assert_identical(ours, theirs)
+
+
+def test_a_parameter_without_gradient_takes_torch_path_and_is_skipped_as_torch_skips_it() -> None:
+    ours, theirs = _net(), _net()
+    opt = make_optimizer("adam", ours.parameters(), lr=3e-3)
+    ref = torch.optim.Adam(theirs.parameters(), lr=3e-3)
+    _train(ours, opt, 5)
+    _train(theirs, ref, 5)
+    for net, optimizer in ((ours, opt), (theirs, ref)):
+        for param in net.parameters():
+            param.grad = None
+        net(torch.ones(2, 17)).sum().backward()  # log_std gets no gradient this time
+        optimizer.step()
+    assert not opt._flat_groups
+    assert ours.log_std.grad is None
+    _assert_identical(ours, theirs)
+    _train(ours, opt, 5, seed=3)  # counts differ between parameters now: torch's per-tensor path
+    _train(theirs, ref, 5, seed=3)
+    _assert_identical(ours, theirs)
+
+
+@pytest.mark.parametrize("option", [{"fused": True}, {"foreach": True}, {"flat": False}])
+def test_explicit_torch_implementations_bypass_the_flat_path(option: dict[str, bool]) -> None:
+    net = _net()
+    opt = make_optimizer("adam", net.parameters(), lr=3e-3, **option)
+    _train(net, opt, 3)
+    assert not opt._flat_groups
+    assert len({p.untyped_storage().data_ptr() for p in net.parameters()}) > 1
+
+
+def test_flat_argument_is_validated() -> None:
+    with pytest.raises(ValueError, match="flat"):
+        make_optimizer("adam", _net().parameters(), flat="yes")
