@@ -28,7 +28,8 @@ import math
 import re
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,26 @@ def _params_finite(model: Any) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
+@contextmanager
+def distribution_checks_off(off: bool) -> Iterator[None]:
+    """Turn torch.distributions' argument validation off for the block (if ``off``), then restore it.
+
+    PPO's parameters change only in ``train()`` and are scanned for NaN/Inf at every rollout start and
+    after the last update, so the per-call checks of every action distribution (5% of a PPO
+    HalfCheetah run, ``scripts/bench_training.py``) catch nothing more there. SAC keeps them: its
+    parameters change at every step and are scanned every :data:`PARAMETER_CHECK_EVERY` steps.
+    """
+    if not off:
+        yield
+        return
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)
+
+
 def _looks_diverged(exc: BaseException, model: Any) -> bool:
     """Non-finite parameters, or torch.distributions rejecting NaN/Inf policy outputs."""
     if isinstance(exc, KeyboardInterrupt):
@@ -523,7 +544,10 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
 
     status, reason, pending = "ok", "", None
     try:
-        model.learn(total_timesteps=plan.timesteps, callback=CallbackList(callbacks))
+        with distribution_checks_off(plan.agent.algo == "ppo"):
+            model.learn(total_timesteps=plan.timesteps, callback=CallbackList(callbacks))
+        if not _params_finite(model):  # the last update is followed by no rollout start to check it
+            raise Diverged(f"non-finite parameters after the last update, at {model.num_timesteps} env steps")
     except Diverged as exc:
         status, reason = "diverged", str(exc)
     except BaseException as exc:
@@ -543,7 +567,8 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
     try:
         if status == "ok" and (not evaluator.points or evaluator.points[-1].timesteps < model.num_timesteps):
             try:
-                evaluator.evaluate()
+                with distribution_checks_off(plan.agent.algo == "ppo"):
+                    evaluator.evaluate()
             except BaseException as exc:
                 status = _stop_status(exc, exc is evaluator.on_eval_error)
                 reason, pending = _one_line(exc), exc
