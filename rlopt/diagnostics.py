@@ -51,6 +51,8 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from torch.utils.hooks import RemovableHandle
 
+from rlopt.optim._flat import FlatGroup, attached_flat_groups
+
 SECOND_MOMENT_KEYS = ("exp_avg_sq", "exp_avg_var", "square_avg", "v", "second_moment")
 """Optimizer state keys read as the second moment, first match wins."""
 
@@ -125,6 +127,13 @@ class StabilityTracker:
         }
 
 
+def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of ``tensors``: one kernel for one (flat) tensor, ``get_total_norm`` otherwise."""
+    if len(tensors) == 1:
+        return torch.linalg.vector_norm(tensors[0])
+    return torch.nn.utils.get_total_norm(tensors)
+
+
 def _params_with_grad(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
@@ -190,56 +199,78 @@ class OptimizerProbe:
         ]
         self._measure_pre_clip = measure_pre_clip
         self._pre_sq: dict[int, torch.Tensor] = {}
-        if measure_pre_clip:
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    self._handles.append(param.register_post_accumulate_grad_hook(self._grad_hook))
+        self._grad_hooks: list[RemovableHandle] = []
         self._count = 0
         self._sampling = True
         self._before: list[torch.Tensor] | None = None
         self._params: list[torch.Tensor] = []
+        self._layouts: list[FlatGroup] | None = None
         self._post_norm: torch.Tensor | None = None
         self._grad_norms = MeasurementSeries(width=1)
         self._samples = MeasurementSeries(width=4)  # pre-clip, post-clip, update, parameter norms
+        self._hook_gradients()
+
+    def _hook_gradients(self) -> None:
+        """Watch gradient accumulation for the pre-clip norm, on sampled updates only (a Python call
+        per parameter and backward pass is not free on a small network)."""
+        if self._measure_pre_clip and not self._grad_hooks:
+            self._grad_hooks = [
+                param.register_post_accumulate_grad_hook(self._grad_hook)
+                for group in self.optimizer.param_groups
+                for param in group["params"]
+            ]
+
+    def _unhook_gradients(self) -> None:
+        for handle in self._grad_hooks:
+            handle.remove()
+        self._grad_hooks = []
 
     def _grad_hook(self, param: torch.Tensor) -> None:
-        if self._sampling:
-            # overwrite, not add: the stored value is the gradient as the last backward left it
-            self._pre_sq[id(param)] = param.grad.detach().square().sum()  # type: ignore[union-attr]
+        # overwrite, not add: the stored value is the gradient as the last backward left it
+        self._pre_sq[id(param)] = param.grad.detach().square().sum()  # type: ignore[union-attr]
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        params = _params_with_grad(optimizer)
         self._before = None
+        # In flat buffers the gradient and the parameters are one tensor per group: one norm each.
+        layouts = attached_flat_groups(optimizer)
+        if layouts is not None:
+            params, grads = [g.param for g in layouts], [g.grad for g in layouts]
+        else:
+            params = _params_with_grad(optimizer)
+            grads = [p.grad for p in params]  # type: ignore[misc]
         if not params:
             return
         with torch.no_grad():
-            post = torch.nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]
+            post = _total_norm(grads)
         self._post_norm = post
         self._grad_norms.append(post)
         if self._sampling:
-            self._params = params
+            self._params, self._layouts = params, layouts
             self._before = [p.detach().clone() for p in params]
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._count += 1
-        if self._before is not None:
+        if self._before is not None and (
+            self._layouts is None or attached_flat_groups(optimizer) == self._layouts
+        ):  # (a group laid out anew during the step left the old buffers behind: no sample then)
             with torch.no_grad():
-                update_norm = torch.nn.utils.get_total_norm(
-                    [p.detach() - b for p, b in zip(self._params, self._before, strict=True)]
-                )
-                param_norm = torch.nn.utils.get_total_norm([p.detach() for p in self._params])
+                deltas = [p.detach() - b for p, b in zip(self._params, self._before, strict=True)]
+                update_norm = _total_norm(deltas)
+                param_norm = _total_norm([p.detach() for p in self._params])
                 post = self._post_norm
                 assert post is not None
                 pre = post
-                if self._measure_pre_clip:
-                    squares = [self._pre_sq[id(p)] for p in self._params if id(p) in self._pre_sq]
-                    if squares:
-                        pre = torch.stack(squares).sum().sqrt()
+                if self._measure_pre_clip and self._pre_sq:
+                    pre = torch.stack(list(self._pre_sq.values())).sum().sqrt()
                 row = torch.stack([pre, post, update_norm, param_norm])
             self._samples.append(row)
-            self._before, self._params = None, []
-            self._pre_sq.clear()
+        self._before, self._params, self._layouts = None, [], None
+        self._pre_sq.clear()
         self._sampling = self._count % self.sample_every == 0
+        if self._sampling:
+            self._hook_gradients()
+        else:
+            self._unhook_gradients()
 
     @property
     def pending(self) -> bool:
@@ -293,6 +324,7 @@ class OptimizerProbe:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._unhook_gradients()
 
 
 def second_moment_stats(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -74,12 +74,13 @@ def _single_env_returns(policy: BasePolicy, env: VecEnv, inner: DummyVecEnv, epi
     obs_dtype = next(iter(inner.buf_obs.values())).dtype
     obs_shape = (1, *inner.observation_space.shape)  # type: ignore[misc]
     normalise = env.normalize_obs if isinstance(env, VecNormalize) else None
+    device = policy.device  # a property that walks the modules: once, not per step
     policy.set_training_mode(False)
     obs = env.reset()  # seeds the env on its first reset, as evaluate_policy's reset does
     returns: list[float] = []
     while len(returns) < episodes:
         with torch.no_grad():
-            action = policy._predict(torch.as_tensor(obs, device=policy.device), deterministic=True)
+            action = policy._predict(torch.as_tensor(obs, device=device), deterministic=True)
         actions = action.cpu().numpy().reshape((-1, *space.shape))
         if policy.squash_output:
             actions = policy.unscale_action(actions)

@@ -106,15 +106,15 @@ def flatten_group(
 ) -> FlatGroup | None:
     """Lay ``params`` (with their gradients and state) out in flat buffers, or ``None`` if impossible.
 
-    Possible when every parameter is dense, contiguous, has a gradient, shares one device and dtype
-    with the others, and all have received the same number of updates.
+    Possible when every parameter is real, dense, contiguous, has a gradient, shares one device and
+    dtype with the others, and all have received the same number of updates.
     """
     if not params:
         return None
     first = params[0]
     counts = set()
     for p in params:
-        if p.grad is None or p.grad.is_sparse or not p.is_contiguous():
+        if p.grad is None or p.grad.is_sparse or not p.is_contiguous() or p.is_complex():
             return None
         if p.device != first.device or p.dtype != first.dtype:
             return None
@@ -230,3 +230,24 @@ class FlatLayouts:
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         self._flat_groups.clear()
         super().add_param_group(param_group)  # type: ignore[misc]
+
+
+def attached_flat_groups(optimizer: torch.optim.Optimizer) -> list[FlatGroup] | None:
+    """The flat layouts of ``optimizer`` if every group has one whose gradients are its views, else ``None``.
+
+    Then the optimizer's parameters and gradients *are* ``[g.param for g in layouts]`` and
+    ``[g.grad for g in layouts]``: a norm over them takes one kernel per group instead of one per
+    tensor (used by :mod:`rlopt.diagnostics`).
+    """
+    layouts: dict[int, FlatGroup] | None = getattr(optimizer, "__dict__", {}).get("_flat_layouts")
+    if not layouts or len(layouts) != len(optimizer.param_groups):
+        return None
+    found = []
+    for index, group in enumerate(optimizer.param_groups):
+        flat = layouts.get(index)
+        if flat is None or not flat.holds(group["params"]):
+            return None
+        if any(p.grad is not v for p, v in zip(flat.params, flat.grad_views, strict=True)):
+            return None
+        found.append(flat)
+    return found

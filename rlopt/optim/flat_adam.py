@@ -47,7 +47,6 @@ def _flat_eligible(group: Mapping[str, Any]) -> bool:
         and group.get("foreach") is not True
         and not group.get("capturable")
         and not group.get("differentiable")
-        and not any(torch.is_complex(p) for p in group["params"])
     )
 
 
