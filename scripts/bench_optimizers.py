@@ -54,6 +54,8 @@ def configurations() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.opt
     configs: dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
         "torch Adam (fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
         "torch Adam (default)": lambda ps: torch.optim.Adam(ps, lr=1e-3),
+        # torch's default Adam arithmetic on flat buffers: bit-identical to the row above
+        "rlopt adam (flat)": lambda ps: make_optimizer("adam", ps, lr=1e-3),
     }
     for name, spec in sorted(OPTIMIZERS.items()):
         if spec.source != "rlopt":
@@ -87,7 +89,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (SB3 runs use 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1, as in study workers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

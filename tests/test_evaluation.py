@@ -34,7 +34,11 @@ def _eval_env(task: str, train_env: VecEnv, n_envs: int = 1) -> VecEnv:
 
 @pytest.mark.parametrize(
     ("algo", "task", "normalize"),
-    [("ppo", "Hopper-v5", True), ("ppo", "InvertedPendulum-v5", False), ("sac", "InvertedPendulum-v5", False)],
+    [
+        ("ppo", "Hopper-v5", True),
+        ("ppo", "InvertedPendulum-v5", False),
+        ("sac", "InvertedPendulum-v5", False),
+    ],
 )
 def test_episode_returns_equal_evaluate_policy_over_consecutive_evaluations(
     algo: str, task: str, normalize: bool
@@ -62,5 +66,6 @@ def test_vectorised_eval_env_falls_back_to_evaluate_policy() -> None:
     train_env = make_vec_env("InvertedPendulum-v5", n_envs=1, seed=0)
     model = PPO("MlpPolicy", train_env, n_steps=64, batch_size=32, seed=0, device="cpu",
                 policy_kwargs={"net_arch": [8]})
-    ours, theirs = _eval_env("InvertedPendulum-v5", train_env, 2), _eval_env("InvertedPendulum-v5", train_env, 2)
+    ours = _eval_env("InvertedPendulum-v5", train_env, 2)
+    theirs = _eval_env("InvertedPendulum-v5", train_env, 2)
     assert episode_returns(model, ours, 4) == _sb3_returns(model, theirs, 4)

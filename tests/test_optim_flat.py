@@ -38,9 +38,24 @@ def _train(net: torch.nn.Module, opt: torch.optim.Optimizer, data: list[torch.Te
         opt.step()
 
 
-@pytest.mark.parametrize("width", [8, 160], ids=["one chunk", "several chunks"])
+@pytest.fixture
+def intra_op_threads():
+    """Set torch's intra-op thread count for one test (chunking depends on it), then restore it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("width", "threads", "chunked"),
+    [(8, 1, False), (160, 1, True), (160, 2, False)],
+    ids=["one chunk", "several chunks (1 thread)", "whole buffer (2 threads)"],
+)
 @pytest.mark.parametrize("name", RLOPT_OPTIMIZERS)
-def test_flat_training_loop_equals_reference_and_keeps_views(name: str, width: int) -> None:
+def test_flat_training_loop_equals_reference_and_keeps_views(
+    name: str, width: int, threads: int, chunked: bool, intra_op_threads
+) -> None:
+    intra_op_threads(threads)
     gen = fresh_generator()
     data = [torch.randn(16, 5, generator=gen, dtype=torch.float64) for _ in range(30)]
     flat_net = _net(gen, width)
@@ -56,9 +71,10 @@ def test_flat_training_loop_equals_reference_and_keeps_views(name: str, width: i
     grad_storages = {p.grad.untyped_storage().data_ptr() for p in flat_net.parameters()}
     assert len(storages) == 1, "parameters are not views of one flat buffer"
     assert len(grad_storages) == 1, "gradients did not stay views of one flat buffer"
-    n_params = sum(p.numel() for p in flat_net.parameters())
-    chunks = -(-n_params // chunk_length(next(flat_net.parameters())))
-    assert (chunks > 1) == (width > 8), f"{n_params} parameters in {chunks} chunks"
+    layout = flat_opt._flat_groups[0]
+    chunks = len(layout.chunks[0])
+    assert chunks == -(-layout.param.numel() // chunk_length(layout.param))
+    assert (chunks > 1) == chunked, f"{layout.param.numel()} parameters in {chunks} chunks, {threads} threads"
 
 
 def test_parameter_moved_after_layout_is_laid_out_again_and_stays_exact() -> None:

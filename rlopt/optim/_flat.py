@@ -86,17 +86,20 @@ class FlatGroup:
 
 
 CHUNK_BYTES = 128 * 1024
-"""Size of one chunk of a flat buffer on the CPU. An update rule makes several passes over its
-tensors (one per operation); on a chunk of this size a rule's buffers and temporaries stay in a
-core's L2 cache between passes. Measured on SAC-sized buffers (218k parameters): 2-3x faster per step
-while other processes loaded the machine, 0-10% on an idle one whose large L3 holds the whole buffers
-(``scripts/bench_optimizers.py``); never slower, and the same numbers (the rules are elementwise)."""
+"""Size of one chunk of a flat buffer on a CPU running torch with one intra-op thread (as study
+workers do). An update rule makes several passes over its tensors (one per operation); on a chunk of
+this size a rule's buffers and temporaries stay in a core's L2 cache between passes. Measured on
+SAC-sized buffers (218k parameters, ``scripts/bench_optimizers.py``): 2-3x faster per step while other
+processes loaded the machine, 3-13% on an idle one; the same numbers (the rules are elementwise)."""
 
 
 def chunk_length(buffer: Tensor) -> int:
-    """Elements per chunk of ``buffer``: :data:`CHUNK_BYTES` on the CPU; the whole buffer elsewhere,
-    where one kernel launch per operation over all of it is cheapest."""
-    if buffer.device.type != "cpu":
+    """Elements per chunk of ``buffer``: :data:`CHUNK_BYTES` on a CPU with one intra-op thread; else the
+    whole buffer. With several threads torch splits each elementwise kernel over them above 32k
+    elements, which chunks of 128 KiB would forbid (measured with 2 threads on SAC-sized buffers: the
+    whole buffer takes 0.5-0.6x the time of 128 KiB chunks); on an accelerator one launch per
+    operation over all of it is cheapest."""
+    if buffer.device.type != "cpu" or torch.get_num_threads() > 1:
         return max(buffer.numel(), 1)
     return max(CHUNK_BYTES // buffer.element_size(), 1)
 
