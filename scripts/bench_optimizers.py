@@ -60,7 +60,10 @@ def configurations() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.opt
     for name, spec in sorted(OPTIMIZERS.items()):
         if spec.source != "rlopt":
             continue
-        variants = {"flat": {"flat": True}, "foreach": {"flat": False}, "reference": {"foreach": False}}
+        variants: dict[str, dict[str, bool]] = {"flat": {"flat": True}}
+        if "fused" in spec.extra:
+            variants["fused: compiled"] = {"fused": True}
+        variants.update({"foreach": {"flat": False}, "reference": {"foreach": False}})
         for label, kwargs in variants.items():
             configs[f"rlopt {name} ({label})"] = lambda ps, n=name, kw=kwargs: make_optimizer(n, ps, **kw)
     try:
@@ -111,7 +114,8 @@ def main() -> None:
             opt = builder(params)
             for p in params:
                 p.grad = torch.randn_like(p) * 1e-2
-            opt.step()  # lazy state creation outside the timing
+            for _ in range(3):  # lazy state, and fused=True's compilation, outside the timing
+                opt.step()
             runs[label] = (opt, [])
         for _ in range(args.repeats):
             for _label, (opt, times) in runs.items():

@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rlopt.optim._flat import FlatLayouts, step_dtype
-from rlopt.optim.validation import check_bool_or_none, check_foreach
+from rlopt.optim._compiled import MIN_NUMEL, CompiledRule
+from rlopt.optim._flat import FlatGroup, FlatLayouts, step_dtype
+from rlopt.optim.validation import check_bool, check_bool_or_none, check_foreach
 
 Context = Mapping[str, Any]
 
@@ -91,10 +92,18 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
         defaults: dict[str, Any],
         foreach: bool | None,
         flat: bool | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
-            params, {**defaults, "foreach": check_foreach(foreach), "flat": check_bool_or_none(flat, "flat")}
+            params,
+            {
+                **defaults,
+                "foreach": check_foreach(foreach),
+                "flat": check_bool_or_none(flat, "flat"),
+                "fused": check_bool(fused, "fused"),
+            },
         )
+        self._compiled_rule = CompiledRule(type(self).__name__)
 
     def _wants_flat(self, group: Mapping[str, Any]) -> bool:
         """Flat buffers unless ``flat=False`` or the per-tensor reference was asked for."""
@@ -107,6 +116,12 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
             return None
         params, grads, state = flat.chunks
         return TensorBatch(params, grads, state, step=flat.count + 1, steps=[flat.steps])
+
+    def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
+        """Run this step of ``group`` as one compiled kernel over ``flat``'s buffers (``fused=True``,
+        :mod:`rlopt.optim._compiled`); ``False``, with nothing changed, where the rule has none or it
+        cannot run (the eager rule then runs)."""
+        return False
 
     def _implementation(self, group: Mapping[str, Any]) -> str:
         """Name of the implementation to run for ``group``: ``foreach`` unless ``foreach=False``."""
@@ -199,9 +214,15 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
             zip(self.param_groups, batches, contexts, flat_flags, strict=True)
         ):
             if is_flat:
-                self._flat_groups[index].count = batch.step
+                layout = self._flat_groups[index]
+                layout.count = batch.step
                 batch.steps[0].add_(1.0)
-                self.implementations["single_tensor"](batch, group, context)
+                if not (
+                    group.get("fused")
+                    and layout.param.numel() >= MIN_NUMEL
+                    and self._fused_step(layout, group, batch.step, context)
+                ):
+                    self.implementations["single_tensor"](batch, group, context)
                 continue
             self._flat_groups.pop(index, None)
             if not batch.params:

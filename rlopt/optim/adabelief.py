@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
+from rlopt.optim._compiled import adabelief_update, scalars
+from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import check_betas, check_eps, check_lr, check_weight_decay
 
 BETA_NAMES = (
@@ -112,6 +114,7 @@ class AdaBelief(RloptOptimizer):
         *,
         foreach: bool | None = None,
         flat: bool | None = None,
+        fused: bool = False,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -119,4 +122,16 @@ class AdaBelief(RloptOptimizer):
             "eps": check_eps(eps),
             "weight_decay": check_weight_decay(weight_decay),
         }
-        super().__init__(params, defaults, foreach, flat)
+        super().__init__(params, defaults, foreach, flat, fused)
+
+    def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
+        beta1, beta2 = group["betas"]
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        s = scalars([
+            1.0 - lr * weight_decay, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
+            lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step),
+        ])
+        return self._compiled_rule.run(
+            adabelief_update, flat.param, flat.grad, flat.state["exp_avg"], flat.state["exp_avg_var"], s,
+            bool(weight_decay),
+        )

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
+from rlopt.optim._compiled import adamssm_update, scalars
+from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
     check_eps,
@@ -173,6 +175,7 @@ class AdamSSM(RloptOptimizer):
         *,
         foreach: bool | None = None,
         flat: bool | None = None,
+        fused: bool = False,
     ) -> None:
         rho = check_unit_interval(rho, "rho")
         zeta = check_unit_interval(zeta, "zeta")
@@ -189,4 +192,18 @@ class AdamSSM(RloptOptimizer):
             "rho": rho,
             "zeta": zeta,
         }
-        super().__init__(params, defaults, foreach, flat)
+        super().__init__(params, defaults, foreach, flat, fused)
+
+    def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
+        beta1, beta2 = group["betas"]
+        weight_decay = group["weight_decay"]
+        a_weight, g2_weight, step_size, bias_correction_sqrt = _coefficients(dict(group), step)
+        s = scalars([
+            weight_decay, 1.0 - beta1, group["rho"], a_weight, g2_weight,
+            beta2, 1.0 - beta2, group["eps"], step_size, bias_correction_sqrt,
+        ])
+        state = flat.state
+        return self._compiled_rule.run(
+            adamssm_update, flat.param, flat.grad, state["exp_avg"], state["exp_avg_sq"],
+            state["filtered_exp_avg_sq"], s, bool(weight_decay),
+        )

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn, global_grad_norm
+from rlopt.optim._compiled import adan_update, scalars
+from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
     check_bool,
@@ -165,6 +167,7 @@ class Adan(RloptOptimizer):
         *,
         foreach: bool | None = None,
         flat: bool | None = None,
+        fused: bool = False,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -174,7 +177,24 @@ class Adan(RloptOptimizer):
             "no_prox": check_bool(no_prox, "no_prox"),
             "max_grad_norm": check_nonnegative(max_grad_norm, "max_grad_norm"),
         }
-        super().__init__(params, defaults, foreach, flat)
+        super().__init__(params, defaults, foreach, flat, fused)
+
+    def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
+        beta1, beta2, beta3 = group["betas"]
+        lr, weight_decay, no_prox = group["lr"], group["weight_decay"], group["no_prox"]
+        step_size, diff_step_size, bias_correction3_sqrt = _step_sizes(dict(group), step)
+        s = scalars([
+            1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3, group["eps"],
+            1.0 - lr * weight_decay, 1.0 + lr * weight_decay,
+            step_size, diff_step_size, bias_correction3_sqrt,
+        ])
+        clip = context.get("clip")
+        state = flat.state
+        return self._compiled_rule.run(
+            adan_update, flat.param, flat.grad, state["exp_avg"], state["exp_avg_diff"],
+            state["exp_avg_sq"], state["prev_grad"], s, clip if clip is not None else s[:1],
+            step == 1, clip is not None, bool(weight_decay) and no_prox, bool(weight_decay) and not no_prox,
+        )
 
     def _step_context(self, batches: Sequence[TensorBatch]) -> list[Context]:
         max_grad_norm = self.defaults["max_grad_norm"]

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
+from rlopt.optim._compiled import adopt_update, scalars
+from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
     check_bool,
@@ -148,6 +150,7 @@ class ADOPT(RloptOptimizer):
         *,
         foreach: bool | None = None,
         flat: bool | None = None,
+        fused: bool = False,
     ) -> None:
         defaults = {
             "lr": check_lr(lr),
@@ -159,4 +162,20 @@ class ADOPT(RloptOptimizer):
                 None if clip_exponent is None else check_positive(clip_exponent, "clip_exponent")
             ),
         }
-        super().__init__(params, defaults, foreach, flat)
+        super().__init__(params, defaults, foreach, flat, fused)
+
+    def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
+        if step == 1:
+            return False  # v_0 = g_0^2 and no update: the eager rule
+        beta1, beta2 = group["betas"]
+        weight_decay, decoupled = group["weight_decay"], group["decoupled_weight_decay"]
+        clip = _clip_bound(group["clip_exponent"], step)
+        lr = group["lr"]
+        s = scalars([
+            lr, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"], 0.0 if clip is None else clip,
+            weight_decay, 1.0 - lr * weight_decay,
+        ])
+        return self._compiled_rule.run(
+            adopt_update, flat.param, flat.grad, flat.state["exp_avg"], flat.state["exp_avg_sq"], s,
+            bool(weight_decay) and not decoupled, bool(weight_decay) and decoupled, clip is not None,
+        )

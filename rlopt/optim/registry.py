@@ -124,6 +124,8 @@ _FAST_TORCH = {"foreach": None, "fused": None}
 _FLAT_TORCH = {**_FAST_TORCH, "flat": None}
 # rlopt's own: flat buffers by default (fastest), foreach or the per-tensor reference on request.
 _FAST_RLOPT = {"foreach": None, "flat": None}
+# ... and where the rule has a compiled kernel (rlopt.optim._compiled): fused=True, opt-in.
+_FUSED_RLOPT = {**_FAST_RLOPT, "fused": False}
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
@@ -177,23 +179,23 @@ for _spec in (
     OptimizerSpec(
         "adopt", ADOPT, 1e-3, (0.9, 0.9999), adopt.BETA_NAMES, 1e-6, 0.0,
         "Taniguchi et al. 2024, ADOPT: Modified Adam Can Converge with Any beta2 with the Optimal Rate",
-        "rlopt", extra={"decoupled_weight_decay": False, "clip_exponent": 0.25, **_FAST_RLOPT},
+        "rlopt", extra={"decoupled_weight_decay": False, "clip_exponent": 0.25, **_FUSED_RLOPT},
     ),
     OptimizerSpec(
         "adan", Adan, 1e-3, (0.98, 0.92, 0.99), adan.BETA_NAMES, 1e-8, 0.0,
         "Xie et al. 2022, Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models",
-        "rlopt", extra={"no_prox": False, "max_grad_norm": 0.0, **_FAST_RLOPT},
+        "rlopt", extra={"no_prox": False, "max_grad_norm": 0.0, **_FUSED_RLOPT},
     ),
     OptimizerSpec(
         "adabelief", AdaBelief, 1e-3, (0.9, 0.999), adabelief.BETA_NAMES, 1e-16, 0.0,
         "Zhuang et al. 2020, AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
-        "rlopt", extra=_FAST_RLOPT,
+        "rlopt", extra=_FUSED_RLOPT,
     ),
     OptimizerSpec(
         "adamssm", AdamSSM, 1e-3, (0.9, 0.999), adamssm.BETA_NAMES, 1e-8, 0.0,
         "Chakrabarti & Chopra 2022, A Control Theoretic Framework for Adaptive Gradient Optimizers "
         "(rlopt's pole-zero realisation, not the paper's verified equations)",
-        "rlopt", extra={"rho": 0.9, "zeta": 0.8, **_FAST_RLOPT},
+        "rlopt", extra={"rho": 0.9, "zeta": 0.8, **_FUSED_RLOPT},
     ),
     OptimizerSpec(
         "dgclip", DeltaGClip, 0.1, (), (), None, 0.0,
