@@ -188,18 +188,24 @@ def run_study(
     log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s",
              spec.name, location.study_dir, redact(location.url), workers, parallel,
              ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms))
-    if workers == 1:
-        Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()
-        return location
+    # Worker 0 runs in this process, which has imported everything already; the others start
+    # beside it (spawning one costs seconds of imports, which a study of short trials notices).
     ctx = mp.get_context("spawn")
     processes = [
         ctx.Process(target=_worker_main, args=(spec, location.url, location.study_dir, i, parallel),
                     name=f"worker-{i}")
-        for i in range(workers)
+        for i in range(1, workers)
     ]
     for process in processes:
         process.start()
+    own_error: Exception | None = None
     try:
+        try:
+            Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()
+        except Exception as exc:  # the other workers finish their trials, as they would after a crash
+            own_error = exc
+            if processes:
+                log.error("worker-0 failed: %s", exc)
         for process in processes:
             process.join()
     except BaseException:
@@ -209,6 +215,10 @@ def run_study(
                 process.terminate()
         raise
     failed = [p.name for p in processes if p.exitcode != 0]
+    if own_error is not None and not failed:
+        raise own_error
+    if own_error is not None:
+        failed.insert(0, "worker-0")
     if failed:
         raise RuntimeError(f"{', '.join(failed)} exited with an error (see the log above)")
     return location

@@ -59,7 +59,7 @@ REGISTRY_CASES: list[tuple[str, Callable[[], Any], str]] = [
      r"Invalid weight_decay value: -0\.1 \(accepted: a finite number >= 0\)"),
     ("unknown-extra", lambda: make_optimizer("adopt", _params(), clip=1.0),
      r"Unknown argument 'clip' for optimizer 'adopt' \(accepted: lr, betas, eps, weight_decay; "
-     r"extra: clip_exponent, decoupled_weight_decay, flat, foreach\)"),
+     r"extra: clip_exponent, decoupled_weight_decay, flat, foreach, fused\)"),
     ("zeta-above-rho", lambda: make_optimizer("adamssm", _params(), rho=0.5, zeta=0.9),
      r"Invalid zeta: 0\.9 is above rho=0\.5 \(accepted: 0 <= zeta <= rho < 1"),
     ("rho-at-1", lambda: make_optimizer("adamssm", _params(), rho=1.0),

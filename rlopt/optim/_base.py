@@ -18,7 +18,9 @@ The ``single_tensor`` function is the readable reference, a loop over tensors; `
 code of its own: it lays each group out in flat buffers (:mod:`rlopt.optim._flat`) and runs the
 ``single_tensor`` rule on the flat buffers (in cache-sized chunks on the CPU), so the reference rule
 *is* the fast path.
-Another implementation (a fused kernel, say) is added by writing one more function and letting
+With ``fused=True`` a flat group runs :meth:`RloptOptimizer._fused_step` instead where the rule has
+one: the same update as a single ``torch.compile``'d kernel (:mod:`rlopt.optim._compiled`).
+Another implementation is added by writing one more function and letting
 :meth:`RloptOptimizer._implementation` choose it; the bookkeeping here does not change.
 """
 

@@ -91,6 +91,10 @@ class AdaBelief(RloptOptimizer):
         flat: ``None`` (default) or ``True``: lay each parameter group out in flat buffers and
             run the update on one tensor per group (fastest; see :mod:`rlopt.optim._flat`); ``False``:
             per-tensor updates. Ignored with ``foreach=False``.
+        fused: ``True``: on flat groups of at least 16k elements, run the update as one
+            ``torch.compile``'d kernel (:mod:`rlopt.optim._compiled`; equal to the reference within
+            rounding, seconds of compiling on first use; worth it on large networks and long runs).
+            Default ``False``.
 
     References:
         Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
