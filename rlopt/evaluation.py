@@ -20,10 +20,12 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import DiagGaussianDistribution, SquashedDiagGaussianDistribution
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, sync_envs_normalization
+from stable_baselines3.sac.policies import SACPolicy
 
 from rlopt.diagnostics import StabilityTracker
 
@@ -65,6 +67,30 @@ def episode_returns(model: BaseAlgorithm, env: VecEnv, episodes: int) -> list[fl
     return _single_env_returns(policy, env, inner, episodes)
 
 
+def _deterministic_action(policy: BasePolicy) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The policy's deterministic action for an observation batch, as ``policy._predict`` computes it.
+
+    For PPO's Gaussian policies that is the mean, ``action_net`` of the actor's latent, and for SAC's
+    squashed Gaussian ``tanh`` of the mean: taken directly instead of through a
+    ``torch.distributions.Normal`` built only to return its mean.
+    """
+    if isinstance(policy, ActorCriticPolicy) and type(policy.action_dist) is DiagGaussianDistribution:
+
+        def mean_action(obs: torch.Tensor) -> torch.Tensor:
+            features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
+            return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+        return mean_action
+    if isinstance(policy, SACPolicy) and type(policy.actor.action_dist) is SquashedDiagGaussianDistribution:
+        actor = policy.actor
+
+        def squashed_mean(obs: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(actor.get_action_dist_params(obs)[0])
+
+        return squashed_mean
+    return lambda obs: policy._predict(obs, deterministic=True)
+
+
 def _single_env_returns(policy: BasePolicy, env: VecEnv, inner: DummyVecEnv, episodes: int) -> list[float]:
     """:func:`episode_returns`' loop: DummyVecEnv's reset and auto-reset, VecNormalize's observation
     normalisation and ``BasePolicy.predict``'s action post-processing, in that order."""
@@ -75,12 +101,13 @@ def _single_env_returns(policy: BasePolicy, env: VecEnv, inner: DummyVecEnv, epi
     obs_shape = (1, *inner.observation_space.shape)  # type: ignore[misc]
     normalise = env.normalize_obs if isinstance(env, VecNormalize) else None
     device = policy.device  # a property that walks the modules: once, not per step
+    act = _deterministic_action(policy)
     policy.set_training_mode(False)
     obs = env.reset()  # seeds the env on its first reset, as evaluate_policy's reset does
     returns: list[float] = []
     while len(returns) < episodes:
-        with torch.no_grad():
-            action = policy._predict(torch.as_tensor(obs, device=device), deterministic=True)
+        with torch.inference_mode():
+            action = act(torch.as_tensor(obs, device=device))
         actions = action.cpu().numpy().reshape((-1, *space.shape))
         if policy.squash_output:
             actions = policy.unscale_action(actions)
