@@ -134,6 +134,13 @@ def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(tensors)
 
 
+def _same_layouts(now: list[FlatGroup] | None, before: list[FlatGroup]) -> bool:
+    """Whether the optimizer still uses the very buffers it used at the start of the step."""
+    if now is None or len(now) != len(before):
+        return False
+    return all(a is b for a, b in zip(now, before, strict=True))
+
+
 def _params_with_grad(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
@@ -251,7 +258,7 @@ class OptimizerProbe:
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._count += 1
         if self._before is not None and (
-            self._layouts is None or attached_flat_groups(optimizer) == self._layouts
+            self._layouts is None or _same_layouts(attached_flat_groups(optimizer), self._layouts)
         ):  # (a group laid out anew during the step left the old buffers behind: no sample then)
             with torch.no_grad():
                 deltas = [p.detach() - b for p, b in zip(self._params, self._before, strict=True)]

@@ -26,7 +26,7 @@ def step_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a layout is one set of buffers
 class FlatGroup:
     """One parameter group laid out in flat buffers.
 
