@@ -152,3 +152,30 @@ def test_probe_keeps_every_update_of_a_long_window_and_counts_each_bad_one_once(
     # the two NaN gradients, plus any sampled update after them (lr 0 still gives 0 * NaN = NaN)
     assert events >= 2 and bad_params
     assert probe.check_finite()[0] == 0  # each update is counted once
+
+
+@pytest.mark.parametrize("name", ["adam", "adopt"])
+def test_probe_on_flat_buffers_reports_what_it_reports_per_tensor(name: str) -> None:
+    """Over flat buffers the probe takes one norm per buffer; the window must not change."""
+    from rlopt.optim import make_optimizer
+
+    windows = []
+    for flat in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+        opt = make_optimizer(name, model.parameters(), lr=1e-2, flat=flat)
+        probe = OptimizerProbe(opt, measure_pre_clip=True, sample_every=2)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(7):
+            opt.zero_grad()
+            (model(torch.randn(16, 5, generator=gen)) ** 2).mean().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+            opt.step()
+        assert bool(getattr(opt, "_flat_groups", {})) == flat
+        windows.append(probe.pop_window())
+        probe.close()
+    flat_window, tensor_window = windows
+    assert flat_window["updates"] == tensor_window["updates"] == 7
+    assert flat_window["grad_norm_pre_clip"] > flat_window["grad_norm_post_clip"]  # the clip was active
+    for key, value in tensor_window.items():
+        assert flat_window[key] == pytest.approx(value, rel=1e-5), key

@@ -126,3 +126,18 @@ def test_explicit_torch_implementations_bypass_the_flat_path(option: dict[str, b
 def test_flat_argument_is_validated() -> None:
     with pytest.raises(ValueError, match="flat"):
         make_optimizer("adam", _net().parameters(), flat="yes")
+
+
+@pytest.mark.parametrize("option", [{"flat": False}, {}])
+def test_step_hooks_run_once_per_step_on_either_path(option: dict[str, bool]) -> None:
+    """torch wraps a class's ``step`` with its hook runner once an instance exists; the torch path of
+    rlopt's Adam must not run the hooks a second time through torch.optim.Adam's own wrapper."""
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # torch.optim.Adam.step is now wrapped
+    net = _net()
+    opt = make_optimizer("adam", net.parameters(), lr=3e-3, **option)
+    calls = {"pre": 0, "post": 0}
+    opt.register_step_pre_hook(lambda *_: calls.__setitem__("pre", calls["pre"] + 1))
+    opt.register_step_post_hook(lambda *_: calls.__setitem__("post", calls["post"] + 1))
+    _train(net, opt, 4)
+    assert calls == {"pre": 4, "post": 4}
+    assert bool(opt._flat_groups) == (option.get("flat") is not False)

@@ -63,6 +63,15 @@ class _FlatAdamStep(FlatLayouts):
     def _state_keys(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
 
+    def _torch_step(self) -> None:
+        """torch's own ``step``, without the wrapper torch.optim puts around a class's ``step`` once an
+        instance exists: that wrapper runs the step hooks, which the wrapper of ours already ran."""
+        step = super().step  # type: ignore[misc]
+        function = getattr(step, "__func__", step)
+        while getattr(function, "hooked", False):
+            function = function.__wrapped__
+        function(self)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step (torch's arithmetic on flat buffers where the group allows).
@@ -85,7 +94,7 @@ class _FlatAdamStep(FlatLayouts):
             if layout is None:
                 # torch's own step for everything; cached step counts would go stale, so drop them.
                 self._flat_groups.clear()
-                super().step()  # type: ignore[misc]
+                self._torch_step()
                 return loss
             layouts.append(layout)
         for group, flat in zip(self.param_groups, layouts, strict=True):
