@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._compiled import MIN_NUMEL, CompiledRule
-from rlopt.optim._flat import FlatGroup, FlatLayouts, step_dtype
+from rlopt.optim._flat import FlatGroup, FlatLayouts, run_closure, step_dtype
 from rlopt.optim.validation import check_bool, check_bool_or_none, check_foreach
 
 Context = Mapping[str, Any]
@@ -201,10 +201,7 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
         Returns:
             The loss returned by ``closure``, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         batches: list[TensorBatch] = []
         flat_flags: list[bool] = []
         for index, group in enumerate(self.param_groups):

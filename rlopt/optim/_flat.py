@@ -13,7 +13,7 @@ Written by hand because torch offers fused kernels only for its own optimizers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,14 @@ def flatten_group(
         steps=steps,
         count=count,
     )
+
+
+def run_closure(closure: Callable[[], Any] | None) -> Any:
+    """The loss of an optimizer's ``closure`` (with gradients enabled inside ``step``), or ``None``."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 class FlatLayouts:

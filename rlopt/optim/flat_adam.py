@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch.optim.adam import adam as adam_update
 
-from rlopt.optim._flat import FlatGroup, FlatLayouts
+from rlopt.optim._flat import FlatGroup, FlatLayouts, run_closure
 from rlopt.optim.validation import check_bool_or_none
 
 
@@ -82,10 +82,7 @@ class _FlatAdamStep(FlatLayouts):
         Returns:
             The loss returned by ``closure``, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         layouts: list[FlatGroup] = []
         for index, group in enumerate(self.param_groups):
             layout = None
