@@ -115,7 +115,8 @@ def _single_env_returns(policy: BasePolicy, env: VecEnv, inner: DummyVecEnv, epi
             actions = np.clip(actions, space.low, space.high)
         raw, _reward, terminated, truncated, info = gym_env.step(actions[0])
         if terminated or truncated:
-            returns.append(float(info["episode"]["r"]))
+            if "episode" in info:  # as evaluate_policy: a wrapper outside Monitor may end a life only
+                returns.append(float(info["episode"]["r"]))
             raw, _ = gym_env.reset()
         obs = np.asarray(raw, dtype=obs_dtype).reshape(obs_shape)
         if normalise is not None:
