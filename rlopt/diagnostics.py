@@ -367,8 +367,9 @@ class DiagnosticsCallback(BaseCallback):
         check_every: env steps between two checks of the parameters at a rollout start (every
             window also checks). PPO's rollouts are longer than this, so each is checked; SAC's
             rollout is one env step, where scanning every parameter each step cost ~10% of the run.
-            A NaN that slips in between two checks still stops the run: the policy's outputs go
-            NaN and torch.distributions rejects them, which the run reports as diverged.
+            A NaN that slips in between two checks of a SAC run still stops it: the policy's outputs
+            go NaN and torch.distributions (whose checks SAC runs keep) rejects them, which the run
+            reports as diverged.
     """
 
     def __init__(

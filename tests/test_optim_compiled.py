@@ -103,7 +103,7 @@ def test_a_kernel_that_cannot_compile_is_reported_once_and_left_alone(caplog) ->
     assert rule.failed and rule.runs == 0
     assert torch.equal(x, torch.zeros(4))
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-    assert "Broken: compile=True failed" in caplog.records[0].message
+    assert "Broken: fused=True failed to compile" in caplog.records[0].message
 
 
 def test_fused_is_validated() -> None:

@@ -73,12 +73,21 @@ def test_flat_path_is_bit_identical_to_torch_default_path(case: str) -> None:
             assert torch.equal(opt.state_dict()["state"][index][key], want), f"state {index}.{key}"
 
 
-def test_state_dict_moves_between_rlopt_and_torch_adam_mid_training() -> None:
+Pair = tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module, torch.optim.Adam]
+
+
+def _trained_pair(steps: int) -> Pair:
+    """rlopt's adam and torch's Adam on identical networks, each trained ``steps`` steps alike."""
     ours, theirs = _net(), _net()
     opt = make_optimizer("adam", ours.parameters(), lr=3e-3)
     ref = torch.optim.Adam(theirs.parameters(), lr=3e-3)
-    _train(ours, opt, 20)
-    _train(theirs, ref, 20)
+    _train(ours, opt, steps)
+    _train(theirs, ref, steps)
+    return ours, opt, theirs, ref
+
+
+def test_state_dict_moves_between_rlopt_and_torch_adam_mid_training() -> None:
+    ours, opt, theirs, ref = _trained_pair(20)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
@@ -96,11 +105,7 @@ def test_state_dict_moves_between_rlopt_and_torch_adam_mid_training() -> None:
 
 
 def test_a_parameter_without_gradient_takes_torch_path_and_is_skipped_as_torch_skips_it() -> None:
-    ours, theirs = _net(), _net()
-    opt = make_optimizer("adam", ours.parameters(), lr=3e-3)
-    ref = torch.optim.Adam(theirs.parameters(), lr=3e-3)
-    _train(ours, opt, 5)
-    _train(theirs, ref, 5)
+    ours, opt, theirs, ref = _trained_pair(5)
     for net, optimizer in ((ours, opt), (theirs, ref)):
         for param in net.parameters():
             param.grad = None

@@ -44,7 +44,7 @@ def second_moment_bias_correction(beta2: float, rho: float, zeta: float, t: int)
     return (1.0 - rho**t) - k * (beta2 - zeta) * _geometric_mix(beta2, rho, t)
 
 
-def _coefficients(group: dict[str, Any], step: int) -> tuple[float, float, float, float]:
+def _coefficients(group: Mapping[str, Any], step: int) -> tuple[float, float, float, float]:
     """(a_{t-1} weight, g^2 weight) of the v update, lr / (1 - b1^t), sqrt of v's bias correction."""
     beta1, beta2 = group["betas"]
     rho, zeta = group["rho"], group["zeta"]
@@ -201,7 +201,7 @@ class AdamSSM(RloptOptimizer):
     def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
         beta1, beta2 = group["betas"]
         weight_decay = group["weight_decay"]
-        a_weight, g2_weight, step_size, bias_correction_sqrt = _coefficients(dict(group), step)
+        a_weight, g2_weight, step_size, bias_correction_sqrt = _coefficients(group, step)
         s = scalars([
             weight_decay, 1.0 - beta1, group["rho"], a_weight, g2_weight,
             beta2, 1.0 - beta2, group["eps"], step_size, bias_correction_sqrt,

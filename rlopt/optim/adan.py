@@ -28,7 +28,7 @@ BETA_NAMES = (
 )
 
 
-def _step_sizes(group: dict[str, Any], step: int) -> tuple[float, float, float]:
+def _step_sizes(group: Mapping[str, Any], step: int) -> tuple[float, float, float]:
     """(lr / (1 - b1^k), lr * b2 / (1 - b2^k), sqrt(1 - b3^k)) for step k."""
     beta1, beta2, beta3 = group["betas"]
     lr = group["lr"]
@@ -186,7 +186,7 @@ class Adan(RloptOptimizer):
     def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
         beta1, beta2, beta3 = group["betas"]
         lr, weight_decay, no_prox = group["lr"], group["weight_decay"], group["no_prox"]
-        step_size, diff_step_size, bias_correction3_sqrt = _step_sizes(dict(group), step)
+        step_size, diff_step_size, bias_correction3_sqrt = _step_sizes(group, step)
         s = scalars([
             1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3, group["eps"],
             1.0 - lr * weight_decay, 1.0 + lr * weight_decay,
