@@ -73,16 +73,28 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
     return model.num_timesteps / (time.perf_counter() - start)
 
 
+def _switches(items: list[str]) -> dict[str, bool]:
+    """``["fused", "flat=false"]`` -> ``{"fused": True, "flat": False}`` (boolean optimizer options)."""
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if value.lower() not in ("", "true", "false"):
+            raise SystemExit(f"bad option {item!r} in --optimizers (accepted: NAME+KEY[=true|false])")
+        options[key] = value.lower() != "false"
+    return options
+
+
 def run_rlopt(args: argparse.Namespace, out: Path) -> float:
     """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
     from rlopt.hparams import parse_set
     from rlopt.train import TrainConfig, run_training
 
+    name, *switches = args.optimizer.split("+")
     summary = run_training(TrainConfig(
-        algo=args.algo, env=args.env, optimizer=args.optimizer, seed=args.seed, timesteps=args.timesteps,
-        eps=1e-5 if args.optimizer == "adam" and args.algo == "ppo" else None, device="cpu",
+        algo=args.algo, env=args.env, optimizer=name, seed=args.seed, timesteps=args.timesteps,
+        eps=1e-5 if name == "adam" and args.algo == "ppo" else None, device="cpu",
         run_dir=out / "run", eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
-        overrides=parse_set(args.overrides),
+        overrides=parse_set(args.overrides), optimizer_extra=_switches(switches),
     ))
     if summary.status != "ok":
         raise SystemExit(f"rlopt {args.optimizer}: {summary.status}: {summary.reason}")
@@ -135,7 +147,8 @@ def main() -> None:
     parser.add_argument("--eval-freq", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--eval-episodes", type=int, default=2)
     parser.add_argument("--optimizers", default=",".join(RLOPT_OPTIMIZERS),
-                        help=f"rlopt optimizers to run (default {','.join(RLOPT_OPTIMIZERS)})")
+                        help=f"rlopt optimizers to run (default {','.join(RLOPT_OPTIMIZERS)}); "
+                             "NAME+KEY[=true|false] sets a boolean option, e.g. adopt+fused")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="agent hyperparameter for both sides, e.g. learning_starts=1000 (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -91,9 +91,13 @@ def test_sac_trains_with_each_optimizer_and_leaves_a_complete_run_folder(tiny_co
 
 
 def test_rlopt_train_adam_reproduces_plain_sb3_ppo_exactly(tiny_config) -> None:
-    """`rlopt train --optimizer adam --eps 1e-5` (SB3's hidden default) against plain SB3 PPO with the
-    same hyperparameters and seed on CPU: identical final parameters and normalisation statistics."""
-    config = tiny_config("ppo", "adam", eps=1e-5, save_model=True, timesteps=512, eval_freq=200)
+    """`rlopt train --optimizer adam --eps 1e-5 --optimizer-arg fused=false` (SB3's hidden eps, torch's
+    default arithmetic) against plain SB3 PPO with the same hyperparameters and seed on CPU: identical
+    final parameters and normalisation statistics."""
+    config = tiny_config(
+        "ppo", "adam", eps=1e-5, optimizer_extra={"fused": False}, save_model=True, timesteps=512,
+        eval_freq=200,
+    )
     assert main(["train", *config.to_cli_args(), "--no-progress"]) == 0
     hp = json.loads((config.run_dir / "config.json").read_text())["agent"]["hyperparameters"]
 

@@ -61,15 +61,15 @@ def adopt_update(
 
 def adabelief_update(p: Tensor, g: Tensor, m: Tensor, var: Tensor, s: Tensor, decay: bool) -> None:
     """AdaBelief (:class:`rlopt.optim.AdaBelief`); ``s`` = (1 - lr weight_decay, 1 - beta1, beta2,
-    1 - beta2, eps, lr / (1 - beta1^t), sqrt(1 - beta2^t))."""
+    1 - beta2, eps, lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t))."""
     s = s.to(p.dtype)
-    decay_factor, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bias_correction2_sqrt = s.unbind()
+    decay_factor, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, inv_bias_sqrt = s.unbind()
     if decay:
         p.mul_(decay_factor)
     m.add_(one_minus_beta1 * (g - m))
     residual = g - m
     var.mul_(beta2).add_(one_minus_beta2 * residual * residual).add_(eps)
-    p.sub_(step_size * m / (var.sqrt() / bias_correction2_sqrt + eps))
+    p.sub_(step_size * m / (var.sqrt() * inv_bias_sqrt + eps))
 
 
 def adan_update(
@@ -77,11 +77,11 @@ def adan_update(
     first: bool, clipped: bool, decay_before: bool, decay_after: bool,
 ) -> None:
     """Adan (:class:`rlopt.optim.Adan`); ``s`` = (1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3, eps,
-    1 - lr weight_decay, 1 + lr weight_decay, lr / (1 - beta1^k), lr beta2 / (1 - beta2^k),
-    sqrt(1 - beta3^k)); ``clip`` the global-norm factor."""
+    1 - lr weight_decay, 1 / (1 + lr weight_decay), lr / (1 - beta1^k), lr beta2 / (1 - beta2^k),
+    1 / sqrt(1 - beta3^k)); ``clip`` the global-norm factor."""
     s = s.to(p.dtype)
     one_minus_beta1, beta2, one_minus_beta2, beta3, one_minus_beta3, eps = s[0], s[1], s[2], s[3], s[4], s[5]
-    decay, prox, step_size, diff_step_size, bias_correction3_sqrt = s[6], s[7], s[8], s[9], s[10]
+    decay, inv_prox, step_size, diff_step_size, inv_bias_correction3_sqrt = s[6], s[7], s[8], s[9], s[10]
     if clipped:
         g = g * clip.to(p.dtype)
     diff = g - g if first else g - prev  # g_0 := g_1: the first difference is zero
@@ -89,13 +89,12 @@ def adan_update(
     d.add_(one_minus_beta2 * (diff - d))
     nesterov = g + beta2 * diff
     v.mul_(beta3).add_(one_minus_beta3 * nesterov * nesterov)
-    denom = v.sqrt() / bias_correction3_sqrt + eps
+    denom = v.sqrt() * inv_bias_correction3_sqrt + eps
     if decay_before:
         p.mul_(decay)
-    p.sub_(step_size * m / denom)
-    p.sub_(diff_step_size * d / denom)
+    p.sub_((step_size * m + diff_step_size * d) / denom)
     if decay_after:
-        p.div_(prox)
+        p.mul_(inv_prox)
     prev.copy_(g)
 
 
@@ -103,16 +102,16 @@ def adamssm_update(
     p: Tensor, g: Tensor, m: Tensor, v: Tensor, filtered: Tensor, s: Tensor, l2: bool
 ) -> None:
     """AdamSSM (:class:`rlopt.optim.AdamSSM`); ``s`` = (weight_decay, 1 - beta1, rho, a_weight, g2_weight,
-    beta2, 1 - beta2, eps, lr / (1 - beta1^t), sqrt of the second moment's bias correction)."""
+    beta2, 1 - beta2, eps, lr / (1 - beta1^t), 1 / sqrt of the second moment's bias correction)."""
     s = s.to(p.dtype)
     weight_decay, one_minus_beta1, rho, a_weight, g2_weight = s[0], s[1], s[2], s[3], s[4]
-    beta2, one_minus_beta2, eps, step_size, bias_correction_sqrt = s[5], s[6], s[7], s[8], s[9]
+    beta2, one_minus_beta2, eps, step_size, inv_bias_correction_sqrt = s[5], s[6], s[7], s[8], s[9]
     if l2:
         g = g + weight_decay * p
     m.add_(one_minus_beta1 * (g - m))
     filtered.mul_(rho).add_(a_weight * v + g2_weight * g * g).clamp_(min=0.0)
     v.mul_(beta2).add_(one_minus_beta2 * g * g)
-    p.sub_(step_size * m / (filtered.sqrt() / bias_correction_sqrt + eps))
+    p.sub_(step_size * m / (filtered.sqrt() * inv_bias_correction_sqrt + eps))
 
 
 @functools.cache

@@ -133,7 +133,7 @@ class AdaBelief(RloptOptimizer):
         lr, weight_decay = group["lr"], group["weight_decay"]
         s = scalars([
             1.0 - lr * weight_decay, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
-            lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step),
+            lr / (1.0 - beta1**step), 1.0 / math.sqrt(1.0 - beta2**step),
         ])
         return self._compiled_rule.run(
             adabelief_update, flat.param, flat.grad, flat.state["exp_avg"], flat.state["exp_avg_var"], s,

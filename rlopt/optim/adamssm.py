@@ -204,7 +204,7 @@ class AdamSSM(RloptOptimizer):
         a_weight, g2_weight, step_size, bias_correction_sqrt = _coefficients(group, step)
         s = scalars([
             weight_decay, 1.0 - beta1, group["rho"], a_weight, g2_weight,
-            beta2, 1.0 - beta2, group["eps"], step_size, bias_correction_sqrt,
+            beta2, 1.0 - beta2, group["eps"], step_size, 1.0 / bias_correction_sqrt,
         ])
         state = flat.state
         return self._compiled_rule.run(

@@ -189,8 +189,8 @@ class Adan(RloptOptimizer):
         step_size, diff_step_size, bias_correction3_sqrt = _step_sizes(group, step)
         s = scalars([
             1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3, group["eps"],
-            1.0 - lr * weight_decay, 1.0 + lr * weight_decay,
-            step_size, diff_step_size, bias_correction3_sqrt,
+            1.0 - lr * weight_decay, 1.0 / (1.0 + lr * weight_decay),
+            step_size, diff_step_size, 1.0 / bias_correction3_sqrt,
         ])
         clip = context.get("clip")
         state = flat.state

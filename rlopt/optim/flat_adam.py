@@ -1,28 +1,36 @@
-"""torch.optim's Adam and AdamW run on flat buffers: torch's own arithmetic, bit for bit, 3x faster.
+"""torch.optim's Adam and AdamW on flat buffers: torch's own kernels, once per group instead of per tensor.
 
 On the small networks of deep RL, ``torch.optim.Adam``'s default CPU path is a Python loop of about ten
 kernels per parameter tensor, and that loop, not the arithmetic, is the step's cost. :class:`Adam` and
 :class:`AdamW` lay each parameter group out in flat buffers (:mod:`rlopt.optim._flat`: parameters,
 gradients, ``exp_avg`` and ``exp_avg_sq`` become views into one tensor each) and call torch's own
-functional ``torch.optim.adam.adam`` once, on the whole buffers, with ``foreach=False``: the very
-update torch applies tensor by tensor,
+functional ``torch.optim.adam.adam`` once, on the whole buffers, for the update
 
     m_t = β1 m_{t-1} + (1 - β1) g_t,      v_t = β2 v_{t-1} + (1 - β2) g_t²,
     θ_t = θ_{t-1} - lr / (1 - β1^t) · m_t / (sqrt(v_t) / sqrt(1 - β2^t) + eps)
 
-(Kingma & Ba 2015; AdamW's decoupled decay θ ← θ (1 - lr λ) first, Loshchilov & Hutter 2019), now
-applied to all elements at once. Elementwise arithmetic does not depend on how the elements are
-grouped, so the parameters are bit-identical to ``torch.optim.Adam``'s default path (tested against it,
-and end to end against stock SB3 PPO); measured on PPO's 2x256 actor-critic it takes 0.3x the time of
-the default path and 0.9x that of ``fused=True`` (which rounds differently), see
-``scripts/bench_optimizers.py``. The buffers are not cut into chunks: torch splits an elementwise
-kernel over its intra-op threads only above 32k elements.
+(Kingma & Ba 2015; AdamW's decoupled decay θ ← θ (1 - lr λ) first, Loshchilov & Hutter 2019). Which of
+torch's kernels runs is the ``fused`` argument:
+
+- ``None`` (default) or ``True``, on the CPU: torch's fused kernel (``fused=True``), one pass over the
+  buffers. It rounds as ``torch.optim.Adam(fused=True)`` does, i.e. within float32 rounding of the
+  default path (tested), not bit for bit. On PPO's 2x256 actor-critic a step takes 0.35x the time of
+  torch's default path and 0.55x that of the flat default arithmetic below (``scripts/bench_optimizers.py``).
+- ``False``: torch's default single-tensor arithmetic (``foreach=False``). Elementwise arithmetic does
+  not depend on how the elements are grouped, so the parameters are bit-identical to
+  ``torch.optim.Adam``'s default path (tested against it, and end to end against stock SB3 PPO): the
+  choice for reproducing plain SB3 exactly.
+- On an accelerator, ``None`` runs the default arithmetic on the flat buffers and ``True`` torch's own
+  fused step, which already makes one launch for all tensors.
+
+The buffers are not cut into chunks: torch splits an elementwise kernel over its intra-op threads only
+above 32k elements.
 
 Everything else is torch's: the classes subclass ``torch.optim.Adam``/``AdamW`` (``isinstance`` holds,
 ``state_dict`` has torch's keys and shapes and loads into either), and a group that the flat path
-cannot take (``fused`` or ``foreach`` asked for explicitly, ``capturable``, ``differentiable``, complex
-or sparse parameters, a parameter without a gradient, mixed devices or dtypes, ``flat=False``) runs
-torch's own ``step`` unchanged.
+cannot take (``foreach`` asked for explicitly, ``capturable``, ``differentiable``, complex or sparse
+parameters, a parameter without a gradient, mixed devices or dtypes, ``flat=False``) runs torch's own
+``step`` unchanged.
 
 Written by hand because torch offers no flat-buffer mode; the arithmetic itself is not.
 """
@@ -40,14 +48,20 @@ from rlopt.optim.validation import check_bool_or_none
 
 
 def _flat_eligible(group: Mapping[str, Any]) -> bool:
-    """Whether ``group``'s options leave the flat path the same arithmetic as torch's default path."""
+    """Whether the flat path may run ``group``: no torch-only option asked for; ``fused=True`` only on
+    the CPU (elsewhere torch's fused step already makes one launch)."""
     return (
         group.get("flat") is not False
-        and not group.get("fused")
         and group.get("foreach") is not True
         and not group.get("capturable")
         and not group.get("differentiable")
+        and (not group.get("fused") or all(p.device.type == "cpu" for p in group["params"]))
     )
+
+
+def _runs_fused(group: Mapping[str, Any], flat: FlatGroup) -> bool:
+    """Whether the flat path runs torch's fused kernel: on the CPU unless ``fused=False``."""
+    return group.get("fused") is not False and flat.param.device.type == "cpu"
 
 
 class _FlatAdamStep(FlatLayouts):
@@ -99,7 +113,7 @@ class _FlatAdamStep(FlatLayouts):
             adam_update(
                 [flat.param], [flat.grad], [flat.state["exp_avg"]], [flat.state["exp_avg_sq"]],
                 [flat.state["max_exp_avg_sq"]] if group["amsgrad"] else [], [step],
-                foreach=False, capturable=False, differentiable=False, fused=False,
+                foreach=False, capturable=False, differentiable=False, fused=_runs_fused(group, flat),
                 has_complex=False, decoupled_weight_decay=group.get("decoupled_weight_decay", False),
                 amsgrad=group["amsgrad"], beta1=group["betas"][0], beta2=group["betas"][1],
                 lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
@@ -111,7 +125,8 @@ class _FlatAdamStep(FlatLayouts):
 
 
 class Adam(_FlatAdamStep, torch.optim.Adam):
-    """``torch.optim.Adam`` with its default update run on flat buffers (same numbers, faster).
+    """``torch.optim.Adam`` run on flat buffers: torch's fused kernel on the CPU, or with ``fused=False``
+    its default arithmetic bit for bit.
 
     Takes torch.optim.Adam's arguments, plus ``flat`` (``None``/``True``: flat where possible,
     ``False``: torch's own step always). See the module docstring for the math and when it applies.
@@ -123,7 +138,7 @@ class Adam(_FlatAdamStep, torch.optim.Adam):
 
 
 class AdamW(_FlatAdamStep, torch.optim.AdamW):
-    """``torch.optim.AdamW`` with its default update run on flat buffers (same numbers, faster).
+    """``torch.optim.AdamW`` run on flat buffers, as :class:`Adam`.
 
     Takes torch.optim.AdamW's arguments, plus ``flat`` as for :class:`Adam`.
     """

@@ -120,7 +120,8 @@ def _amsgrad_kwargs(resolved: ResolvedOptimizer) -> dict[str, Any]:
 
 _ADAM_BETAS = ("beta1: first-moment decay", "beta2: second-moment decay")
 _FAST_TORCH = {"foreach": None, "fused": None}
-# torch.optim's Adam/AdamW arithmetic on flat buffers (rlopt.optim.flat_adam): bit-identical, faster.
+# torch.optim's Adam/AdamW kernels on flat buffers (rlopt.optim.flat_adam): fused on the CPU by default,
+# fused=False for torch's default arithmetic bit for bit.
 _FLAT_TORCH = {**_FAST_TORCH, "flat": None}
 # rlopt's own: flat buffers by default (fastest), foreach or the per-tensor reference on request.
 _FAST_RLOPT = {"foreach": None, "flat": None}
