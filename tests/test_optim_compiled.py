@@ -68,6 +68,13 @@ def test_compiled_kernel_follows_the_reference_over_a_training_loop(case: str) -
     assert fused._compiled_rule.runs >= 24, "the compiled kernel did not run"
     for (key, got), want in zip(fused_net.state_dict().items(), ref_net.state_dict().values(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"{case}: {key}")
+    # the optimizer state too, step counters included
+    ref_state = reference.state_dict()["state"]
+    for index, state in fused.state_dict()["state"].items():
+        assert state.keys() == ref_state[index].keys()
+        for key, got in state.items():
+            want = ref_state[index][key]
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"{case}: {index}.{key}")
 
 
 @pytest.mark.parametrize("name", ["adopt", "adabelief", "adan", "adamssm"])
@@ -79,8 +86,10 @@ def test_one_float32_step_agrees_within_rounding(name: str) -> None:
     _train(fused_net, fused, batches)
     _train(ref_net, reference, batches)
     assert fused._compiled_rule.runs >= 1
+    # a few float32 ulps: the kernel multiplies by reciprocal bias corrections and fuses multiply-adds
+    # where eager divides and rounds every operation (seen: 1.8e-6 relative on 1 element of 2720)
     for got, want in zip(fused_net.parameters(), ref_net.parameters(), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_small_groups_stay_on_the_eager_rule() -> None:
