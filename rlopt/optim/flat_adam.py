@@ -14,8 +14,8 @@ torch's kernels runs is the ``fused`` argument:
 
 - ``None`` (default) or ``True``, on the CPU: torch's fused kernel (``fused=True``), one pass over the
   buffers. It rounds as ``torch.optim.Adam(fused=True)`` does, i.e. within float32 rounding of the
-  default path (tested), not bit for bit. On PPO's 2x256 actor-critic a step takes 0.35x the time of
-  torch's default path and 0.55x that of the flat default arithmetic below (``scripts/bench_optimizers.py``).
+  default path (tested), not bit for bit. On PPO's 2x256 actor-critic a step takes 0.34x the time of
+  torch's default path and 0.57x that of the flat default arithmetic below (``scripts/bench_optimizers.py``).
 - ``False``: torch's default single-tensor arithmetic (``foreach=False``). Elementwise arithmetic does
   not depend on how the elements are grouped, so the parameters are bit-identical to
   ``torch.optim.Adam``'s default path (tested against it, and end to end against stock SB3 PPO): the
