@@ -16,7 +16,8 @@ the math and the paper), written with tensor arithmetic only, so that Inductor c
 - options that change the graph (weight-decay mode, clipping) are Python booleans, one kernel each.
 
 The results equal the reference within float32 rounding (a fused multiply-add rounds once where eager
-rounds twice), tested in ``tests/test_optim_compiled.py``. Costs: the first step of each kernel and
+rounds twice; bias corrections are applied as reciprocals computed in float64, where eager divides),
+tested in ``tests/test_optim_compiled.py``. Costs: the first step of each kernel and
 buffer length compiles (seconds; Inductor caches the result on disk for later processes) and needs a
 C++ compiler; where compiling fails the optimizer logs why once and stays on the eager rule. Groups
 smaller than :data:`MIN_NUMEL` elements stay eager, where a launch costs more than the passes.
