@@ -161,6 +161,13 @@ def test_flat_argument_is_validated() -> None:
         make_optimizer("adam", _net().parameters(), flat="yes")
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_argument_is_validated(name: str) -> None:
+    # torch's own Adam would take any truthy value; here it also chooses the flat kernel
+    with pytest.raises(ValueError, match=r"Invalid fused value: 'maybe' \(accepted: None, True or False\)"):
+        make_optimizer(name, _net().parameters(), fused="maybe")
+
+
 @pytest.mark.parametrize("option", [{"flat": False}, {}])
 def test_step_hooks_run_once_per_step_on_either_path(option: dict[str, bool]) -> None:
     """torch wraps a class's ``step`` with its hook runner once an instance exists; the torch path of

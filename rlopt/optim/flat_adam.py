@@ -68,8 +68,14 @@ class _FlatAdamStep(FlatLayouts):
     """The flat ``step`` shared by :class:`Adam` and :class:`AdamW`."""
 
     defaults: dict[str, Any]
+    param_groups: list[dict[str, Any]]
 
-    def _set_flat(self, flat: bool | None) -> None:
+    def __init__(
+        self, params: Iterable[Any], *args: Any, flat: bool | None = None, fused: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # torch's Adam takes any truthy ``fused``; here it also picks the flat kernel, so check it
+        super().__init__(params, *args, fused=check_bool_or_none(fused, "fused"), **kwargs)  # type: ignore[call-arg]
         self.defaults["flat"] = check_bool_or_none(flat, "flat")
         for group in self.param_groups:
             group.setdefault("flat", self.defaults["flat"])
@@ -132,17 +138,9 @@ class Adam(_FlatAdamStep, torch.optim.Adam):
     ``False``: torch's own step always). See the module docstring for the math and when it applies.
     """
 
-    def __init__(self, params: Iterable[Any], *args: Any, flat: bool | None = None, **kwargs: Any) -> None:
-        super().__init__(params, *args, **kwargs)
-        self._set_flat(flat)
-
 
 class AdamW(_FlatAdamStep, torch.optim.AdamW):
     """``torch.optim.AdamW`` run on flat buffers, as :class:`Adam`.
 
     Takes torch.optim.AdamW's arguments, plus ``flat`` as for :class:`Adam`.
     """
-
-    def __init__(self, params: Iterable[Any], *args: Any, flat: bool | None = None, **kwargs: Any) -> None:
-        super().__init__(params, *args, **kwargs)
-        self._set_flat(flat)
