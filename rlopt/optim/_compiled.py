@@ -131,9 +131,15 @@ class CompiledRule:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.failed = False
+        self.error: str | None = None
+        """Why compiling failed (the exception's first line), ``None`` while it has not."""
         self.runs = 0
         """Steps that ran the compiled kernel."""
+
+    @property
+    def failed(self) -> bool:
+        """Compiling failed once, so this rule stays eager."""
+        return self.error is not None
 
     def run(self, update: Callable[..., None], *args: Any) -> bool:
         """``compiled(update)(*args)``; ``False`` (nothing changed) if compiling failed, now or before."""
@@ -142,10 +148,10 @@ class CompiledRule:
         try:
             compiled(update)(*args)
         except Exception as exc:
-            self.failed = True
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            self.error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
             log.warning(
-                "%s: fused=True failed to compile (%s); using the eager update", self.name, first_line
+                "%s: fused=True failed to compile (%s); using the eager update", self.name, self.error
             )
             return False
         self.runs += 1
