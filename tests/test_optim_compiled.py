@@ -84,7 +84,7 @@ def test_compiled_kernel_follows_the_reference_over_a_training_loop(case: str) -
     assert fused._compiled_rule.runs >= 24, "the compiled kernel did not run"
     for (key, got), want in zip(fused_net.state_dict().items(), ref_net.state_dict().values(), strict=True):
         _assert_float64_close(got, want, f"{case}: {key}")
-    # the optimizer state too, step counters included
+    # the optimizer state too, step counters (advanced inside the compiled call) included
     ref_state = reference.state_dict()["state"]
     for index, state in fused.state_dict()["state"].items():
         assert state.keys() == ref_state[index].keys()
@@ -118,17 +118,17 @@ def test_small_groups_stay_on_the_eager_rule() -> None:
 
 
 def test_a_kernel_that_cannot_compile_is_reported_once_and_left_alone(caplog) -> None:
-    def broken(x: torch.Tensor) -> None:
+    def broken(x: torch.Tensor, steps: torch.Tensor | None = None) -> None:
         x.add_(object())  # type: ignore[call-overload]
 
     rule = CompiledRule("Broken")
-    x = torch.zeros(4)
+    x, steps = torch.zeros(4), torch.zeros(2)
     with caplog.at_level(logging.WARNING, logger="rlopt.optim._compiled"):
-        assert rule.run(broken, x) is False
-        assert rule.run(broken, x) is False
+        assert rule.run(broken, steps, x) is False
+        assert rule.run(broken, steps, x) is False
     assert rule.failed and rule.runs == 0
     assert rule.error is not None and rule.error.startswith("TypeError")
-    assert torch.equal(x, torch.zeros(4))
+    assert torch.equal(x, torch.zeros(4)) and torch.equal(steps, torch.zeros(2))
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert "Broken: fused=True failed to compile" in caplog.records[0].message
 

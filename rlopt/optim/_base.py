@@ -121,8 +121,8 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
 
     def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
         """Run this step of ``group`` as one compiled kernel over ``flat``'s buffers (``fused=True``,
-        :mod:`rlopt.optim._compiled`); ``False``, with nothing changed, where the rule has none or it
-        cannot run (the eager rule then runs)."""
+        :mod:`rlopt.optim._compiled`), step counters ``flat.steps`` included; ``False``, with nothing
+        changed, where the rule has none or it cannot run (the eager rule then runs)."""
         return False
 
     def _implementation(self, group: Mapping[str, Any]) -> str:
@@ -215,12 +215,12 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
             if is_flat:
                 layout = self._flat_groups[index]
                 layout.count = batch.step
-                batch.steps[0].add_(1.0)
                 if not (
                     group.get("fused")
                     and layout.param.numel() >= MIN_NUMEL
                     and self._fused_step(layout, group, batch.step, context)
                 ):
+                    layout.steps.add_(1.0)
                     self.implementations["single_tensor"](batch, group, context)
                 continue
             self._flat_groups.pop(index, None)

@@ -41,11 +41,20 @@ MIN_NUMEL = 16_384
 """Smallest flat group (elements) that runs a compiled kernel; smaller ones run the eager rule."""
 
 
+def _advance(steps: Tensor | None) -> None:
+    """Count the step in the group's step counters (:attr:`rlopt.optim._flat.FlatGroup.steps`) inside
+    the compiled call, which saves a dispatch of its own per step; ``None`` where the caller counts."""
+    if steps is not None:
+        steps.add_(1.0)
+
+
 def adopt_update(
-    p: Tensor, g: Tensor, m: Tensor, v: Tensor, s: Tensor, l2: bool, decoupled: bool, clipped: bool
+    p: Tensor, g: Tensor, m: Tensor, v: Tensor, s: Tensor, l2: bool, decoupled: bool, clipped: bool,
+    steps: Tensor | None = None,
 ) -> None:
     """ADOPT for t >= 1 (:class:`rlopt.optim.ADOPT`); ``s`` = (lr, 1 - beta1, beta2, 1 - beta2, eps,
     clip, weight_decay, 1 - lr weight_decay)."""
+    _advance(steps)
     s = s.to(p.dtype)
     lr, one_minus_beta1, beta2, one_minus_beta2, eps, clip, weight_decay, decay = s.unbind()
     if l2:
@@ -60,9 +69,12 @@ def adopt_update(
     v.mul_(beta2).add_(one_minus_beta2 * g * g)
 
 
-def adabelief_update(p: Tensor, g: Tensor, m: Tensor, var: Tensor, s: Tensor, decay: bool) -> None:
+def adabelief_update(
+    p: Tensor, g: Tensor, m: Tensor, var: Tensor, s: Tensor, decay: bool, steps: Tensor | None = None
+) -> None:
     """AdaBelief (:class:`rlopt.optim.AdaBelief`); ``s`` = (1 - lr weight_decay, 1 - beta1, beta2,
     1 - beta2, eps, lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t))."""
+    _advance(steps)
     s = s.to(p.dtype)
     decay_factor, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, inv_bias_sqrt = s.unbind()
     if decay:
@@ -75,11 +87,12 @@ def adabelief_update(p: Tensor, g: Tensor, m: Tensor, var: Tensor, s: Tensor, de
 
 def adan_update(
     p: Tensor, g: Tensor, m: Tensor, d: Tensor, v: Tensor, prev: Tensor, s: Tensor, clip: Tensor,
-    first: bool, clipped: bool, decay_before: bool, decay_after: bool,
+    first: bool, clipped: bool, decay_before: bool, decay_after: bool, steps: Tensor | None = None,
 ) -> None:
     """Adan (:class:`rlopt.optim.Adan`); ``s`` = (1 - beta1, beta2, 1 - beta2, beta3, 1 - beta3, eps,
     1 - lr weight_decay, 1 / (1 + lr weight_decay), lr / (1 - beta1^k), lr beta2 / (1 - beta2^k),
     1 / sqrt(1 - beta3^k)); ``clip`` the global-norm factor."""
+    _advance(steps)
     s = s.to(p.dtype)
     one_minus_beta1, beta2, one_minus_beta2, beta3, one_minus_beta3, eps = s[0], s[1], s[2], s[3], s[4], s[5]
     decay, inv_prox, step_size, diff_step_size, inv_bias_correction3_sqrt = s[6], s[7], s[8], s[9], s[10]
@@ -100,10 +113,12 @@ def adan_update(
 
 
 def adamssm_update(
-    p: Tensor, g: Tensor, m: Tensor, v: Tensor, filtered: Tensor, s: Tensor, l2: bool
+    p: Tensor, g: Tensor, m: Tensor, v: Tensor, filtered: Tensor, s: Tensor, l2: bool,
+    steps: Tensor | None = None,
 ) -> None:
     """AdamSSM (:class:`rlopt.optim.AdamSSM`); ``s`` = (weight_decay, 1 - beta1, rho, a_weight, g2_weight,
     beta2, 1 - beta2, eps, lr / (1 - beta1^t), 1 / sqrt of the second moment's bias correction)."""
+    _advance(steps)
     s = s.to(p.dtype)
     weight_decay, one_minus_beta1, rho, a_weight, g2_weight = s[0], s[1], s[2], s[3], s[4]
     beta2, one_minus_beta2, eps, step_size, inv_bias_correction_sqrt = s[5], s[6], s[7], s[8], s[9]
@@ -121,11 +136,6 @@ def compiled(update: Callable[..., None]) -> Callable[..., None]:
     return torch.compile(update)
 
 
-def scalars(values: Sequence[float]) -> Tensor:
-    """The kernels' ``s``: float64 on the CPU, which Inductor reads as a kernel argument on any device."""
-    return torch.tensor(values, dtype=torch.float64)
-
-
 class CompiledRule:
     """Runs one optimizer's compiled kernel, or reports (once) that it cannot and should not be tried."""
 
@@ -135,18 +145,39 @@ class CompiledRule:
         """Why compiling failed (the exception's first line), ``None`` while it has not."""
         self.runs = 0
         """Steps that ran the compiled kernel."""
+        self._scalars: dict[int, tuple[Tensor, Any]] = {}
+
+    def scalars(self, values: Sequence[float], device: torch.device) -> Tensor:
+        """The kernels' ``s``: float64 on the CPU, which Inductor reads as a kernel argument on any device.
+
+        For CPU buffers one tensor per length, rewritten in place through its numpy view: the kernel
+        has read it when it returns, and a new tensor per step costs more than the write. For an
+        accelerator, whose kernels may still be reading it when the step returns, a new tensor.
+        """
+        if device.type != "cpu":
+            return torch.tensor(values, dtype=torch.float64)
+        held = self._scalars.get(len(values))
+        if held is None:
+            tensor = torch.zeros(len(values), dtype=torch.float64)
+            held = self._scalars[len(values)] = (tensor, tensor.numpy())
+        held[1][:] = values
+        return held[0]
 
     @property
     def failed(self) -> bool:
         """Compiling failed once, so this rule stays eager."""
         return self.error is not None
 
-    def run(self, update: Callable[..., None], *args: Any) -> bool:
-        """``compiled(update)(*args)``; ``False`` (nothing changed) if compiling failed, now or before."""
+    def run(self, update: Callable[..., None], steps: Tensor, *args: Any) -> bool:
+        """``compiled(update)(*args)`` with the group's step counters ``steps`` advanced by one;
+        ``False`` (nothing changed) if compiling failed, now or before."""
         if self.failed:
             return False
+        # On the CPU the compiled call advances the counters itself; elsewhere the (CPU) counters stay
+        # out of the device's graph.
+        on_cpu = args[0].device.type == "cpu"
         try:
-            compiled(update)(*args)
+            compiled(update)(*args, steps=steps if on_cpu else None)
         except Exception as exc:
             text = str(exc).strip()
             self.error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
@@ -154,5 +185,7 @@ class CompiledRule:
                 "%s: fused=True failed to compile (%s); using the eager update", self.name, self.error
             )
             return False
+        if not on_cpu:
+            steps.add_(1.0)
         self.runs += 1
         return True

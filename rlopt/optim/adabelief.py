@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
-from rlopt.optim._compiled import adabelief_update, scalars
+from rlopt.optim._compiled import adabelief_update
 from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import check_betas, check_eps, check_lr, check_weight_decay
 
@@ -131,11 +131,11 @@ class AdaBelief(RloptOptimizer):
     def _fused_step(self, flat: FlatGroup, group: Mapping[str, Any], step: int, context: Context) -> bool:
         beta1, beta2 = group["betas"]
         lr, weight_decay = group["lr"], group["weight_decay"]
-        s = scalars([
+        s = self._compiled_rule.scalars([
             1.0 - lr * weight_decay, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
             lr / (1.0 - beta1**step), 1.0 / math.sqrt(1.0 - beta2**step),
-        ])
+        ], flat.param.device)
         return self._compiled_rule.run(
-            adabelief_update, flat.param, flat.grad, flat.state["exp_avg"], flat.state["exp_avg_var"], s,
-            bool(weight_decay),
+            adabelief_update, flat.steps, flat.param, flat.grad, flat.state["exp_avg"],
+            flat.state["exp_avg_var"], s, bool(weight_decay),
         )

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
-from rlopt.optim._compiled import adamssm_update, scalars
+from rlopt.optim._compiled import adamssm_update
 from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
@@ -202,12 +202,12 @@ class AdamSSM(RloptOptimizer):
         beta1, beta2 = group["betas"]
         weight_decay = group["weight_decay"]
         a_weight, g2_weight, step_size, bias_correction_sqrt = _coefficients(group, step)
-        s = scalars([
+        s = self._compiled_rule.scalars([
             weight_decay, 1.0 - beta1, group["rho"], a_weight, g2_weight,
             beta2, 1.0 - beta2, group["eps"], step_size, 1.0 / bias_correction_sqrt,
-        ])
+        ], flat.param.device)
         state = flat.state
         return self._compiled_rule.run(
-            adamssm_update, flat.param, flat.grad, state["exp_avg"], state["exp_avg_sq"],
+            adamssm_update, flat.steps, flat.param, flat.grad, state["exp_avg"], state["exp_avg_sq"],
             state["filtered_exp_avg_sq"], s, bool(weight_decay),
         )

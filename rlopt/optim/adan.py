@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn, global_grad_norm
-from rlopt.optim._compiled import adan_update, scalars
+from rlopt.optim._compiled import adan_update
 from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
@@ -187,15 +187,15 @@ class Adan(RloptOptimizer):
         beta1, beta2, beta3 = group["betas"]
         lr, weight_decay, no_prox = group["lr"], group["weight_decay"], group["no_prox"]
         step_size, diff_step_size, bias_correction3_sqrt = _step_sizes(group, step)
-        s = scalars([
+        s = self._compiled_rule.scalars([
             1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3, group["eps"],
             1.0 - lr * weight_decay, 1.0 / (1.0 + lr * weight_decay),
             step_size, diff_step_size, 1.0 / bias_correction3_sqrt,
-        ])
+        ], flat.param.device)
         clip = context.get("clip")
         state = flat.state
         return self._compiled_rule.run(
-            adan_update, flat.param, flat.grad, state["exp_avg"], state["exp_avg_diff"],
+            adan_update, flat.steps, flat.param, flat.grad, state["exp_avg"], state["exp_avg_diff"],
             state["exp_avg_sq"], state["prev_grad"], s, clip if clip is not None else s[:1],
             step == 1, clip is not None, bool(weight_decay) and no_prox, bool(weight_decay) and not no_prox,
         )

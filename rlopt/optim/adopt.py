@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rlopt.optim._base import Context, RloptOptimizer, TensorBatch, UpdateFn
-from rlopt.optim._compiled import adopt_update, scalars
+from rlopt.optim._compiled import adopt_update
 from rlopt.optim._flat import FlatGroup
 from rlopt.optim.validation import (
     check_betas,
@@ -175,11 +175,12 @@ class ADOPT(RloptOptimizer):
         weight_decay, decoupled = group["weight_decay"], group["decoupled_weight_decay"]
         clip = _clip_bound(group["clip_exponent"], step)
         lr = group["lr"]
-        s = scalars([
+        s = self._compiled_rule.scalars([
             lr, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"], 0.0 if clip is None else clip,
             weight_decay, 1.0 - lr * weight_decay,
-        ])
+        ], flat.param.device)
         return self._compiled_rule.run(
-            adopt_update, flat.param, flat.grad, flat.state["exp_avg"], flat.state["exp_avg_sq"], s,
-            bool(weight_decay) and not decoupled, bool(weight_decay) and decoupled, clip is not None,
+            adopt_update, flat.steps, flat.param, flat.grad, flat.state["exp_avg"],
+            flat.state["exp_avg_sq"], s, bool(weight_decay) and not decoupled,
+            bool(weight_decay) and decoupled, clip is not None,
         )
