@@ -3,13 +3,15 @@
 
 Parameters and gradients are those of a PPO-sized actor-critic (two 2x64 tanh MLPs on HalfCheetah's
 17-d observation, 11k parameters), the 2x256 actor-critic that ``agents/ppo.yaml`` gives PPO on the MuJoCo
-tasks (143k) and a SAC-sized set (actor and two critics, 2x256 each, 218k). Each
+tasks (143k) and a SAC-sized set (actor and two critics, 2x256 each, 218k), once under one optimizer
+and once as SB3's SAC steps it: one optimizer for the actor (74k), one for both critics (144k). Each
 configuration is timed over ``--steps`` optimizer steps, ``--repeats`` times, interleaved so that machine
 noise hits every configuration alike; the table shows the median time per step and its ratio to fused
 Adam measured in the same run.
 
 Usage:
-    python scripts/bench_optimizers.py [--device cpu|cuda] [--steps 500] [--repeats 7]
+    python scripts/bench_optimizers.py [--device cpu|cuda] [--steps 500] [--repeats 7] [--threads 1]
+        [--networks sac]
 """
 
 from __future__ import annotations
@@ -54,8 +56,23 @@ def sac_sized() -> torch.nn.Module:
     )
 
 
-NETWORKS: dict[str, Callable[[], torch.nn.Module]] = {
-    "ppo 2x64": ppo_sized, "ppo 2x256 (zoo MuJoCo)": ppo_zoo_sized, "sac 3x(2x256)": sac_sized,
+def one_optimizer(net: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    return [list(net.parameters())]
+
+
+def sac_actor_and_critics(net: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """SB3's SAC: ``actor.optimizer`` and ``critic.optimizer`` (both Q-networks); the entropy
+    coefficient's optimizer (one scalar) is left out, as it is no network."""
+    modules = dict(net.named_children())
+    return [list(modules["actor"].parameters()), [*modules["q1"].parameters(), *modules["q2"].parameters()]]
+
+
+Split = Callable[[torch.nn.Module], list[list[torch.nn.Parameter]]]
+NETWORKS: dict[str, tuple[Callable[[], torch.nn.Module], Split]] = {
+    "ppo 2x64": (ppo_sized, one_optimizer),
+    "ppo 2x256 (zoo MuJoCo)": (ppo_zoo_sized, one_optimizer),
+    "sac 3x(2x256)": (sac_sized, one_optimizer),
+    "sac 3x(2x256), actor and critic optimizers as in SB3": (sac_sized, sac_actor_and_critics),
 }
 
 
@@ -89,12 +106,14 @@ def configurations() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.opt
     return configs
 
 
-def time_steps(opt: torch.optim.Optimizer, steps: int, device: torch.device) -> float:
+def time_steps(opts: list[torch.optim.Optimizer], steps: int, device: torch.device) -> float:
+    """Seconds per step of all ``opts`` (one after the other, as an agent's update runs them)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
-        opt.step()
+        for opt in opts:
+            opt.step()
     sync()
     return (time.perf_counter() - start) / steps
 
@@ -104,6 +123,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--networks", default="",
+                        help="only the networks whose name contains this text (default: all)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1, as in study workers)")
     args = parser.parse_args()
@@ -115,29 +136,33 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, device {device}, "
         f"{args.steps} steps x {args.repeats} repeats (median)"
     )
-    for net_name, make_net in NETWORKS.items():
+    chosen = {name: net for name, net in NETWORKS.items() if args.networks in name}
+    if not chosen:
+        parser.error(f"--networks {args.networks!r} matches none of: {', '.join(NETWORKS)}")
+    for net_name, (make_net, split) in chosen.items():
         torch.manual_seed(0)
-        runs: dict[str, tuple[torch.optim.Optimizer, list[float]]] = {}
+        runs: dict[str, tuple[list[torch.optim.Optimizer], list[float]]] = {}
         n_params = 0
         for label, builder in configurations().items():
             net = make_net().to(device)
             params = list(net.parameters())
             n_params = sum(p.numel() for p in params)
-            opt = builder(params)
+            opts = [builder(group) for group in split(net)]
             for p in params:
                 p.grad = torch.randn_like(p) * 1e-2
-            for _ in range(3):  # lazy state, and fused=True's compilation, outside the timing
-                opt.step()
-            runs[label] = (opt, [])
+            for _ in range(3):  # lazy state, and compilation, outside the timing
+                for opt in opts:
+                    opt.step()
+            runs[label] = (opts, [])
         for _ in range(args.repeats):
-            for _label, (opt, times) in runs.items():
-                times.append(time_steps(opt, args.steps, device))
+            for _label, (opts, times) in runs.items():
+                times.append(time_steps(opts, args.steps, device))
         base = statistics.median(runs["torch Adam (fused)"][1])
         table = Table(title=f"{net_name}: {n_params:,} parameters")
         table.add_column("configuration")
         table.add_column("median step (us)", justify="right")
         table.add_column("ratio to fused Adam", justify="right")
-        for label, (_opt, times) in runs.items():
+        for label, (_opts, times) in runs.items():
             med = statistics.median(times)
             table.add_row(label, f"{med * 1e6:.1f}", f"{med / base:.2f}x")
         console.print(table)
