@@ -98,8 +98,9 @@ def test_one_float32_step_agrees_within_rounding(name: str) -> None:
     fused_net, ref_net = _net(160, torch.float32), _net(160, torch.float32)
     fused = make_optimizer(name, fused_net.parameters(), fused=True)
     reference = make_optimizer(name, ref_net.parameters(), foreach=False)
-    coefficients = _gradient_coefficients(fused_net, 2, torch.float32)  # ADOPT's first step only
-    _train(fused_net, fused, coefficients)  # fills its second moment
+    # two steps: ADOPT's first step only fills its second moment
+    coefficients = _gradient_coefficients(fused_net, 2, torch.float32)
+    _train(fused_net, fused, coefficients)
     _train(ref_net, reference, coefficients)
     assert fused._compiled_rule.error is None
     assert fused._compiled_rule.runs >= 1
