@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from rlopt.cli import main
 from rlopt.evaluation import EVAL_CSV_COLUMNS, EvalPoint
+from rlopt.optim._compiled import MIN_NUMEL, compiled
 from rlopt.train import TrainConfig, run_training
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,30 @@ def test_rlopt_train_adam_reproduces_plain_sb3_ppo_exactly(tiny_config) -> None:
     stats = VecNormalize.load(str(config.run_dir / "vecnormalize.pkl"), make_vec_env("InvertedPendulum-v5"))
     np.testing.assert_array_equal(stats.obs_rms.mean, env.obs_rms.mean)
     env.close()
+
+
+def test_rlopt_train_sac_with_fused_kernels_runs_them_for_actor_and_critic(tiny_config, caplog) -> None:
+    """`rlopt train --optimizer adopt --optimizer-arg fused=true` on SAC with 128x128 networks: the actor's
+    and the critic's groups (>= 16k elements each) run the compiled kernel at every update but ADOPT's
+    first, the entropy coefficient's (one element) the eager rule, and the step counters agree."""
+    compiled.cache_clear()  # count this run's calls into the compiled kernels only
+    config = tiny_config(
+        "sac", "adopt", optimizer_extra={"fused": True}, save_model=True,
+        overrides={"policy_kwargs": {"net_arch": [128, 128]}},
+    )
+    with caplog.at_level(logging.WARNING, logger="rlopt.optim._compiled"):
+        assert main(["train", *config.to_cli_args(), "--no-progress"]) == 0
+    assert not [r.getMessage() for r in caplog.records if "failed to compile" in r.getMessage()]
+    model = SAC.load(config.run_dir / "model.zip", device="cpu")
+    updates = model._n_updates
+    assert updates > 50
+    for optimizer in (model.actor.optimizer, model.critic.optimizer):
+        assert optimizer.defaults["fused"] is True
+        assert sum(p.numel() for p in optimizer.param_groups[0]["params"]) >= MIN_NUMEL
+        assert all(int(s["step"]) == updates for s in optimizer.state.values())
+    # a failed compile stops the calls after the first, so every one of these ran the kernel
+    calls = compiled.cache_info()
+    assert calls.hits + calls.misses == 2 * (updates - 1)
 
 
 def test_saved_sac_model_loads_in_plain_sb3_and_acts(tiny_config) -> None:
