@@ -5,8 +5,8 @@
 
 Heartbeats: every running trial writes a heartbeat every ``interval`` seconds; a trial silent for
 ``grace_period`` seconds (its worker was killed) is marked failed by the next worker that looks, and
-:class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues a copy of it (same parameters) to run
-again, up to ``max_retry`` times.
+:func:`rlopt.trial_retries.queue_retries` queues a copy of it (same parameters) to run again, up to
+``max_retry`` times per ``rlopt study run`` command.
 
 The claim lock (:func:`claim_lock`) serialises "fail stale trials, count what is left, take the next
 trial" across workers. It is written here because Optuna's ``ask()`` is not atomic with the count that
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from sqlalchemy.exc import SQLAlchemyError
 
 from rlopt.errors import ConfigError
@@ -151,8 +151,8 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
         engine.dispose()
 
 
-def open_storage(url: str, interval: int, grace_period: int, max_retry: int) -> RDBStorage:
-    """Optuna's ``RDBStorage`` at ``url``, with heartbeats and retries of stale trials."""
+def open_storage(url: str, interval: int, grace_period: int) -> RDBStorage:
+    """Optuna's ``RDBStorage`` at ``url``, with heartbeats (stale trials are retried by rlopt's workers)."""
     engine_kwargs: dict[str, Any] = {}
     if _scheme(url) == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -167,7 +167,6 @@ def open_storage(url: str, interval: int, grace_period: int, max_retry: int) -> 
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
                 )
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError):
             # Two processes creating Optuna's tables in a new database at once: one of them loses the

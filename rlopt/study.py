@@ -15,11 +15,13 @@ import datetime as _dt
 import json
 import logging
 import multiprocessing as mp
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from rlopt.errors import ConfigError
 from rlopt.storage import check_reachable, check_url, default_url, existing_study_names, open_storage, redact
@@ -131,8 +133,7 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     (location.study_dir / STUDY_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-    storage = open_storage(location.url, spec.heartbeat.interval, spec.heartbeat.grace_period,
-                           spec.heartbeat.max_retry)
+    storage = open_storage(location.url, spec.heartbeat.interval, spec.heartbeat.grace_period)
     identity = _jsonable(spec.identity())
     for arm in spec.arms:
         study = optuna.create_study(study_name=arm_study_name(spec.name, arm.label), storage=storage,
@@ -148,12 +149,60 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
     storage.engine.dispose()
 
 
-def _worker_main(spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int) -> None:
+def _worker_main(
+    spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int, invocation: str
+) -> None:
     exit_with_parent()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {index}] %(message)s",
                         datefmt="%H:%M:%S")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Worker(spec, url, study_dir, worker=index, parallel_runs=parallel_runs).run()
+    Worker(spec, url, study_dir, worker=index, parallel_runs=parallel_runs, invocation=invocation).run()
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """How far a study got: trials per arm that answered, and the grid points still missing.
+
+    Attributes:
+        finished: trials that answered (complete, diverged or pruned), over all arms.
+        planned: trials the study file asks for, over all arms.
+        missing: ``"<arm>: <setting> (<reason>)"`` for each failed trial no retry is left for.
+    """
+
+    finished: int
+    planned: int
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and self.finished >= self.planned
+
+
+def study_outcome(spec: StudySpec, url: str) -> StudyOutcome:
+    """Read from the storage what the study has finished and what it lacks."""
+    from rlopt.trial_retries import retried_numbers
+
+    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    finished = planned = 0
+    missing: list[str] = []
+    try:
+        for arm in spec.arms:
+            trials = optuna.load_study(
+                study_name=arm_study_name(spec.name, arm.label), storage=storage
+            ).get_trials(deepcopy=False)
+            retried = retried_numbers(trials)
+            planned += spec.trials_for(arm)
+            finished += sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            missing.extend(
+                f"{arm.label}: {t.user_attrs.get('setting', t.number)} "
+                f"({t.user_attrs.get('reason') or 'its worker stopped sending heartbeats'})"
+                for t in trials
+                if t.state == TrialState.FAIL and t.number not in retried
+            )
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+    return StudyOutcome(finished, planned, tuple(missing))
 
 
 def run_study(
@@ -164,8 +213,8 @@ def run_study(
     parallel_runs: int | None = None,
     file: str | None = None,
     command: str | None = None,
-) -> StudyLocation:
-    """Run (or resume) ``spec`` until every arm has its trials finished.
+) -> tuple[StudyLocation, StudyOutcome]:
+    """Run (or resume) ``spec`` until every arm has its trials finished (or out of retries).
 
     Args:
         spec: the validated study.
@@ -175,6 +224,10 @@ def run_study(
         parallel_runs: runs of one trial at once per worker (default: the file's, else cores / workers).
         file: how the study file is named in error messages.
         command: the command line, recorded in the study folder.
+
+    Returns:
+        The study's folder and storage, and what it has finished and still lacks (read from the storage
+        after the workers ended, so a worker killed after the study completed does not count).
 
     Raises:
         ConfigError: before anything is written, for a storage or folder that cannot be used.
@@ -190,10 +243,14 @@ def run_study(
              ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms))
     # Worker 0 runs in this process, which has imported everything already; the others start
     # beside it (spawning one costs seconds of imports, which a study of short trials notices).
+    invocation = uuid.uuid4().hex
     ctx = mp.get_context("spawn")
     processes = [
-        ctx.Process(target=_worker_main, args=(spec, location.url, location.study_dir, i, parallel),
-                    name=f"worker-{i}")
+        ctx.Process(
+            target=_worker_main,
+            name=f"worker-{i}",
+            args=(spec, location.url, location.study_dir, i, parallel, invocation),
+        )
         for i in range(1, workers)
     ]
     for process in processes:
@@ -201,7 +258,14 @@ def run_study(
     own_error: Exception | None = None
     try:
         try:
-            Worker(spec, location.url, location.study_dir, worker=0, parallel_runs=parallel).run()
+            Worker(
+                spec,
+                location.url,
+                location.study_dir,
+                worker=0,
+                parallel_runs=parallel,
+                invocation=invocation,
+            ).run()
         except Exception as exc:  # the other workers finish their trials, as they would after a crash
             own_error = exc
             if processes:
@@ -214,11 +278,12 @@ def run_study(
             if process.is_alive():
                 process.terminate()
         raise
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if own_error is not None and not failed:
+    if own_error is not None and not processes:
         raise own_error
-    if own_error is not None:
-        failed.insert(0, "worker-0")
-    if failed:
-        raise RuntimeError(f"{', '.join(failed)} exited with an error (see the log above)")
-    return location
+    failed = [p.name for p in processes if p.exitcode != 0] + (["worker-0"] if own_error else [])
+    outcome = study_outcome(spec, location.url)
+    if failed and outcome.complete:
+        log.warning("%s exited early, but the other workers finished every trial", ", ".join(failed))
+    elif failed:
+        log.error("%s exited with an error (see the log above)", ", ".join(failed))
+    return location, outcome

@@ -87,6 +87,9 @@ SAMPLERS = ("grid", "tpe", "cmaes", "random", "qmc")
 PRUNERS = ("none", "median", "successive_halving", "hyperband", "percentile", "threshold")
 SCALING_RULES = ("sqrt", "linear", "none")
 DEFAULT_HEARTBEAT = {"interval": 20, "grace_period": 120, "max_retry": 3}
+MIN_GRACE_PERIOD_S = 10
+"""Shortest accepted grace period: a heartbeat thread can miss beats for seconds on a loaded machine (a
+SQLite write waiting for another process's lock, the scheduler), and a trial declared dead is run twice."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SHORT_NAMES = {"lr": "lr", "beta1": "b1", "beta2": "b2", "beta3": "b3", "eps": "eps",
                "weight_decay": "wd", "kappa": "kappa"}
@@ -181,7 +184,8 @@ class Component:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """A trial silent for ``grace_period`` seconds is failed and retried up to ``max_retry`` times."""
+    """A trial silent for ``grace_period`` seconds is failed and retried, up to ``max_retry`` times per
+    ``rlopt study run`` command (a crashed run's trial likewise)."""
 
     interval: int = DEFAULT_HEARTBEAT["interval"]
     grace_period: int = DEFAULT_HEARTBEAT["grace_period"]
@@ -681,10 +685,13 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
             grace_period=_int(top / "heartbeat" / "grace_period", values["grace_period"]),
             max_retry=_int(top / "heartbeat" / "max_retry", values["max_retry"], minimum=0),
         )
-        if heartbeat.grace_period <= heartbeat.interval:
+        least = max(MIN_GRACE_PERIOD_S, 3 * heartbeat.interval)
+        if heartbeat.grace_period < least:
             raise (top / "heartbeat" / "grace_period").error(
-                f"{heartbeat.grace_period} must exceed the interval {heartbeat.interval} "
-                "(accepted: a few intervals, so a busy worker is not taken for dead)")
+                f"{heartbeat.grace_period} is too short for interval {heartbeat.interval}: a live worker on "
+                f"a loaded machine would be taken for dead (accepted: >= {MIN_GRACE_PERIOD_S} s and >= 3 "
+                f"intervals, here >= {least})"
+            )
     storage = _check_storage_url(top / "storage", data["storage"]) if data.get("storage") else None
     parallel_runs = (_int(top / "parallel_runs", data["parallel_runs"])
                      if data.get("parallel_runs") is not None else None)

@@ -83,7 +83,7 @@ def open_study(study: str | Path, storage: str | None = None, runs_dir: str | Pa
 def outcome(trial: FrozenTrial) -> str:
     """``complete | running | waiting | pruned | diverged | failed``."""
     if trial.state == TrialState.COMPLETE:
-        return "complete"
+        return "diverged" if trial.user_attrs.get("outcome") == "diverged" else "complete"
     if trial.state == TrialState.RUNNING:
         return "running"
     if trial.state == TrialState.WAITING:

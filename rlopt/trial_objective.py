@@ -5,6 +5,10 @@ normalised area under the curve), or either on the suite's 0 (random policy) to 
 Across runs: the IQM (25%-trimmed mean, :func:`rlopt.stats.iqm`), the mean or the median. The same
 function gives the intermediate values (at each evaluation) and the final value, so a pruner compares
 like with like.
+
+A diverged run is a result, not a missing value: its curve is continued to its budget by
+:func:`continue_diverged` (:data:`DIVERGED_RULE`), so a setting that diverges scores below one that learns
+instead of keeping its last evaluation.
 """
 
 from __future__ import annotations
@@ -14,6 +18,42 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlopt.study_spec import Objective
+
+DIVERGED_RULE = (
+    "a diverged run's remaining evaluations, up to its budget, score the task's random-policy "
+    "return (envs/*.yaml), or its lowest evaluated return for a task no suite lists"
+)
+
+
+def planned_evaluations(timesteps: int, every: int) -> int:
+    """Evaluations a full run makes: every ``every`` steps, and once more at the end if that is not one."""
+    return timesteps // every + (1 if timesteps % every else 0)
+
+
+def continue_diverged(task: str, returns: Sequence[float], timesteps: int, every: int) -> list[float]:
+    """The evaluation returns of a run that diverged, continued to its budget by :data:`DIVERGED_RULE`.
+
+    Args:
+        task: the run's task.
+        returns: its mean evaluation returns up to the divergence (possibly none).
+        timesteps: its budget in env steps.
+        every: its evaluation interval in env steps.
+
+    Returns:
+        ``returns`` followed by the floor value at every evaluation it did not reach (empty if the floor
+        is unknown: a task no suite lists, and no evaluation before the divergence).
+    """
+    from rlopt.envs import find_task
+    from rlopt.errors import ConfigError
+
+    try:
+        floor = float(find_task(task).random_return)
+    except ConfigError:
+        if not returns:
+            return []
+        floor = float(min(returns))
+    missing = max(1 if not returns else 0, planned_evaluations(timesteps, every) - len(returns))
+    return [*map(float, returns), *[floor] * missing]
 
 
 def run_value(objective: Objective, task: str, returns: Sequence[float]) -> float:

@@ -42,7 +42,7 @@ seeds: {seeds}
 timesteps: {timesteps}
 evaluation: {{every: 128, episodes: 2}}
 overrides: {{n_steps: 64, batch_size: 32, n_epochs: 2, policy_kwargs: {{net_arch: [8]}}}}
-heartbeat: {{interval: 1, grace_period: 4, max_retry: 2}}
+heartbeat: {{interval: 2, grace_period: 10, max_retry: 2}}
 {extra}
 optimizers:
 {optimizers}

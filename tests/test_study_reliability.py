@@ -59,31 +59,37 @@ def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
 def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(tmp_path: Path) -> None:
     grid = "  - optimizer: adopt\n    beta2: [0.99, 0.9999]\n"
     path = write_study(tmp_path, "killed", grid, timesteps=1536)
-    url = f"sqlite:///{tmp_path / 'runs' / 'killed' / 'study.db'}"
+    study_dir = tmp_path / "runs" / "killed"
+    url = f"sqlite:///{study_dir / 'study.db'}"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    command = rlopt_command("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots")
+    # one run at a time, so the kill lands after the second trial's first seed finished, during its second
+    command = rlopt_command("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots",
+                            "--parallel-runs", "1")
     worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
-        def second_trial_is_training() -> bool:
+        def second_seed_of_second_trial_is_training() -> bool:
             assert worker.poll() is None, worker.stderr.read()[-3000:] if worker.stderr else ""
-            if not (tmp_path / "runs" / "killed" / "study.db").exists():
+            if not (study_dir / "study.db").exists():
                 return False
             try:
                 trials = arm_trials(url, "killed", "adopt")
             except (KeyError, optuna.exceptions.StorageInternalError, SQLAlchemyError):
                 return False  # the study is being created
-            states = [t.state for t in trials]
-            if states != [TrialState.COMPLETE, TrialState.RUNNING]:
+            if [t.state for t in trials] != [TrialState.COMPLETE, TrialState.RUNNING]:
                 return False
-            first_run = trials[1].user_attrs.get("run_dirs", ["-"])[0]
-            evals = tmp_path / "runs" / "killed" / first_run / "eval.csv"
-            return evals.exists() and len(evals.read_text().splitlines()) >= 2
+            first, second = (study_dir / d for d in trials[1].user_attrs.get("run_dirs", ["-", "-"]))
+            evals = second / "eval.csv"
+            return ((first / "metrics.json").is_file() and '"ok"' in (first / "metrics.json").read_text()
+                    and evals.exists() and len(evals.read_text().splitlines()) >= 2)
 
-        _wait_for(second_trial_is_training, "the second trial to be training")
+        _wait_for(second_seed_of_second_trial_is_training, "the second trial's second seed to be training")
         children = _descendants(worker.pid)
         assert children, "the trial's runs should be processes below the worker"
         before = arm_trials(url, "killed", "adopt")
+        finished_seed = study_dir / before[1].user_attrs["run_dirs"][0]
+        finished_curve = (finished_seed / "eval.csv").read_text()
+        finished_metrics = (finished_seed / "metrics.json").read_text()
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:
@@ -99,13 +105,24 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
         [(t.number, t.state, t.user_attrs.get("reason")) for t in trials], again.stderr[-3000:])
     assert (trials[0].datetime_complete, trials[0].value) == (before[0].datetime_complete, before[0].value)
     assert trials[2].system_attrs["failed_trial"] == 1
+    assert trials[2].system_attrs["retry_history"] == [1]
     assert trials[2].params == trials[1].params
     assert sorted(t.user_attrs["setting"] for t in trials if t.state == TrialState.COMPLETE) == [
         "adopt b2=0.99", "adopt b2=0.9999"]
     killed_dirs, retry_dirs = trials[1].user_attrs["run_dirs"], trials[2].user_attrs["run_dirs"]
     assert retry_dirs == [d.replace("/trial_0001-", "/trial_0002-") for d in killed_dirs]
-    assert all((tmp_path / "runs" / "killed" / d / "metrics.json").is_file() for d in retry_dirs)
-    status = run_rlopt("study", "status", tmp_path / "runs" / "killed", "--no-plots", cwd=tmp_path)
+    assert all((study_dir / d / "metrics.json").is_file() for d in retry_dirs)
+    # The seed that finished before the kill was moved into the retry, not trained again
+    reused = study_dir / retry_dirs[0]
+    assert not (study_dir / killed_dirs[0]).exists()
+    assert (reused / "eval.csv").read_text() == finished_curve
+    assert (reused / "metrics.json").read_text() == finished_metrics
+    assert "1 of them finished by an earlier attempt" in again.stderr
+    # and the report's loader sees exactly one run per (setting, seed) among complete trials
+    complete = [r for r in load_runs(study_dir) if r.trial_state == "COMPLETE"]
+    assert sorted((r.setting, r.seed) for r in complete) == [
+        ("adopt b2=0.99", 0), ("adopt b2=0.99", 1), ("adopt b2=0.9999", 0), ("adopt b2=0.9999", 1)]
+    status = run_rlopt("study", "status", study_dir, "--no-plots", cwd=tmp_path)
     assert "stopped sending heartbeats" in status.stdout, status.stdout
 
 

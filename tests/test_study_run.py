@@ -10,6 +10,7 @@ import pytest
 from _study_files import arm_trials, run_rlopt, write_study
 from optuna.trial import TrialState
 
+from rlopt.envs import find_task
 from rlopt.results import load_runs
 from rlopt.stats import iqm
 
@@ -60,11 +61,16 @@ def test_trial_value_is_the_iqm_of_the_runs_final_returns(study: dict[str, Any])
 
 def test_diverging_trial_is_recorded_with_its_reason_and_the_study_goes_on(study: dict[str, Any]) -> None:
     (sgd,) = study["trials"]["sgd-huge-lr"]
-    assert sgd.state == TrialState.PRUNED
-    assert sgd.user_attrs["outcome"] == "diverged"
+    # A result, not a pruned trial: complete, marked diverged, and scored by the stated rule (its runs'
+    # remaining evaluations at the random policy's return), not at its last evaluation.
+    assert sgd.state == TrialState.COMPLETE
+    assert sgd.user_attrs["outcome"] == "diverged" and sgd.user_attrs["diverged_runs"] == 2
     assert "2 of 2 runs diverged" in sgd.user_attrs["reason"]
+    assert "random-policy return" in sgd.user_attrs["reason"]
     assert "non-finite" in sgd.user_attrs["reason"]
     assert sgd.user_attrs["lr"] == 1.0e6
+    assert sgd.value == pytest.approx(find_task("InvertedPendulum-v5").random_return)
+    assert sgd.value != pytest.approx(list(sgd.intermediate_values.values())[-1])
 
 
 def test_load_runs_returns_one_record_per_run_with_its_curve(study: dict[str, Any]) -> None:
@@ -81,7 +87,7 @@ def test_load_runs_returns_one_record_per_run_with_its_curve(study: dict[str, An
         assert record.timesteps.tolist() == [int(r["timesteps"]) for r in rows]
         assert record.returns.tolist() == [float(r["mean_return"]) for r in rows]
         if record.optimizer == "sgd":
-            assert (record.trial_state, record.metrics["status"]) == ("PRUNED", "diverged")
+            assert (record.trial_state, record.metrics["status"]) == ("COMPLETE", "diverged")
         else:
             assert (record.trial_state, record.metrics["status"]) == ("COMPLETE", "ok")
             assert record.timesteps.tolist() == [128, 256]
@@ -110,6 +116,7 @@ def test_rerunning_the_same_command_resumes_and_adds_nothing(study: dict[str, An
     again = run_rlopt("study", "run", study["path"], "--runs-dir", study["folder"] / "runs", "--no-plots",
                       cwd=study["folder"])
     assert again.returncode == 0, again.stderr[-3000:]
+    assert f"study tiny: finished, 4 of 4 trials; next: rlopt report {study['dir']}" in again.stdout
     for arm, before in study["trials"].items():
         after = arm_trials(study["url"], "tiny", arm)
         assert [(t.number, t.state, t.value) for t in after] == [(t.number, t.state, t.value) for t in before]

@@ -187,7 +187,8 @@ BAD = [
      "fairness: same_budget needs the same number of learning rates", "adam: 2, adopt: 1"),
     ({"storage": "mongodb://x"}, "storage: unsupported storage", "postgresql://"),
     ({"overrides": {"n_stepz": 64}}, "Unknown PPO hyperparameter 'n_stepz'", "accepted:"),
-    ({"heartbeat": {"interval": 10, "grace_period": 5}}, "heartbeat.grace_period: 5 must exceed", "accepted"),
+    ({"heartbeat": {"interval": 10, "grace_period": 5}}, "heartbeat.grace_period: 5 is too short", ">= 30"),
+    ({"heartbeat": {"interval": 1, "grace_period": 4}}, "heartbeat.grace_period: 4 is too short", ">= 10 s"),
     ({"claim": {"statement": "x", "source": "y", "kind": "better"}}, "claim:", "candidate"),
 ]
 

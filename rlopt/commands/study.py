@@ -64,9 +64,44 @@ def run_command(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise ConfigError(f"--storage: {exc}") from exc
     _quiet_libraries()
-    location = run_study(spec, storage=args.storage, runs_dir=args.runs_dir, workers=args.workers,
-                         parallel_runs=args.parallel_runs, file=args.file, command=_command_line(args))
-    return _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
+    location, outcome = run_study(
+        spec,
+        storage=args.storage,
+        runs_dir=args.runs_dir,
+        workers=args.workers,
+        parallel_runs=args.parallel_runs,
+        file=args.file,
+        command=_command_line(args),
+    )
+    _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
+    return _say_outcome(spec.name, location.study_dir, outcome)
+
+
+def _say_outcome(name: str, study_dir: Any, outcome: Any) -> int:
+    """One closing line: finished, or which grid points are missing (exit code 1) and how to resume."""
+    import sys
+
+    if outcome.complete:
+        print(
+            f"study {name}: finished, {outcome.finished} of {outcome.planned} trials; "
+            f"next: rlopt report {study_dir}"
+        )
+        return 0
+    shown = "; ".join(outcome.missing[:3]) + (
+        f"; and {len(outcome.missing) - 3} more" if len(outcome.missing) > 3 else ""
+    )
+    lacking = (
+        f"{len(outcome.missing)} failed with no retry left in this command: {shown}"
+        if outcome.missing
+        else "the workers stopped early (see the log above)"
+    )
+    print(
+        f"study {name}: incomplete, {outcome.finished} of {outcome.planned} trials finished; {lacking}. "
+        "Fix the cause and run the same command again: it keeps what finished and retries every failed "
+        "trial up to heartbeat.max_retry times",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _command_line(args: argparse.Namespace) -> str | None:

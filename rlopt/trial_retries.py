@@ -1,0 +1,172 @@
+"""Retrying a trial that did not finish, without re-running the runs it did finish.
+
+A trial fails without an answer when its worker is killed (its heartbeat goes stale), a run process dies
+(the OOM killer), or a run folder cannot be written. Such a trial is retried: a WAITING copy with the
+same parameters is queued, whose system attribute ``retry_history`` lists the trials it retries (as
+Optuna's ``RetryHeartbeatStaleTrialCallback`` writes it, so Optuna's own tools read it). A trial that
+*answered* is never retried: complete, pruned by the pruner, or diverged (a diverged setting is a result).
+
+Every invocation of ``rlopt study run`` gets ``max_retry`` retries per unfinished trial, counted by the
+``rlopt_invocation`` user attribute of the copies it queued: a campaign that is killed every session
+goes on resuming, and a cause fixed between two invocations (a full disk) is retried by the next.
+
+A retry reuses the runs its predecessors finished: before it trains, each of its (task, seed) run folders
+that a retried trial finished (``metrics.json`` status ``ok`` or ``diverged``, same resolved config) is
+moved into the retry's trial folder, so exactly one trial lists it and nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+INVOCATION_ATTR = "rlopt_invocation"
+FINISHED_RUN_STATES = ("ok", "diverged")
+NOT_RETRIED_OUTCOMES = ("invalid",)
+"""Trial outcomes that a retry cannot change (the setting itself cannot be built)."""
+
+
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the trials some other trial retries."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def queue_retries(study: optuna.Study, invocation: str, max_retry: int) -> int:
+    """Queue a retry of every failed, not yet retried trial, at most ``max_retry`` per invocation.
+
+    Call it under the claim lock, so two workers never queue the same retry.
+
+    Returns:
+        How many retries were queued.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    by_number = {t.number: t for t in trials}
+    queued = 0
+    for trial in trials:
+        if trial.state != TrialState.FAIL or trial.number in retried:
+            continue
+        if trial.user_attrs.get("outcome") in NOT_RETRIED_OUTCOMES:
+            continue
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        queued_here = sum(
+            by_number[n].user_attrs.get(INVOCATION_ATTR) == invocation for n in history if n in by_number
+        )
+        if queued_here >= max_retry:
+            continue
+        system_attrs = {**trial.system_attrs, "failed_trial": trial.number, "retry_history": history}
+        user_attrs = {**trial.user_attrs, INVOCATION_ATTR: invocation, "outcome": "waiting", "reason": ""}
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+            )
+        )
+        log.info(
+            "trial %d of %s did not finish (%s): queued for retry",
+            trial.number,
+            study.study_name,
+            trial.user_attrs.get("reason") or "its worker stopped sending heartbeats",
+        )
+        queued += 1
+    return queued
+
+
+IDENTITY_KEYS = ("algo", "env", "seed", "timesteps", "n_envs", "agent", "evaluation", "optimizer")
+"""What makes two runs the same run: everything that changes the numbers, not where the code lives."""
+_DESCRIPTIVE = ("class", "source", "paper", "injected_into")
+
+
+def config_identity(config: Any) -> dict[str, Any] | None:
+    """The part of a run's ``config.json`` (as a JSON mapping) that decides what the run computes."""
+    if not isinstance(config, dict):
+        return None
+    identity = {key: config.get(key) for key in IDENTITY_KEYS}
+    optimizer = identity.get("optimizer")
+    if isinstance(optimizer, dict):
+        identity["optimizer"] = {k: v for k, v in optimizer.items() if k not in _DESCRIPTIVE}
+    return identity
+
+
+def _config_identity(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return config_identity(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def finished_run_state(run_dir: Path) -> str | None:
+    """``ok`` or ``diverged`` when the run folder holds a finished run, else None."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    state = metrics.get("status") if isinstance(metrics, dict) else None
+    return state if state in FINISHED_RUN_STATES else None
+
+
+def adopt_finished_runs(
+    study_dir: Path,
+    trial: FrozenTrial | Any,
+    study: optuna.Study,
+    run_dirs: list[str],
+    expected: list[dict[str, Any]],
+) -> list[bool]:
+    """Move the runs that the trials retried by ``trial`` finished into ``trial``'s run folders.
+
+    Args:
+        study_dir: the study folder (run folders are relative to it).
+        trial: the retry (its ``retry_history`` names the trials it retries).
+        study: the arm's Optuna study holding those trials.
+        run_dirs: this trial's run folders, relative to ``study_dir``, one per (task, seed).
+        expected: :func:`config_identity` of each of those runs' resolved config; a finished run is
+            reused only if its identity is the same.
+
+    Returns:
+        For each run, whether its finished run is now in place (True: do not train it).
+    """
+    history = list(trial.system_attrs.get("retry_history", []))
+    earlier = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in history}
+    adopted = []
+    for index, relative in enumerate(run_dirs):
+        target = study_dir / relative
+        if finished_run_state(target) and _config_identity(target) == expected[index]:
+            adopted.append(True)
+            continue
+        found = False
+        for number in reversed(history):
+            old = earlier.get(number)
+            old_dirs = old.user_attrs.get("run_dirs", []) if old is not None else []
+            if index >= len(old_dirs):
+                continue
+            source = study_dir / old_dirs[index]
+            if source == target or not finished_run_state(source):
+                continue
+            if _config_identity(source) != expected[index]:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                _discard(target)
+            source.rename(target)
+            log.info("reusing the finished run %s (from trial %d) as %s", old_dirs[index], number, relative)
+            found = True
+            break
+        adopted.append(found)
+    return adopted
+
+
+def _discard(path: Path) -> None:
+    """Remove an unfinished run folder that a finished one replaces."""
+    import shutil
+
+    shutil.rmtree(path)

@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""The evidence campaign: the claim studies at budgets where agents learn, resumable across sessions.
+
+The studies train for hours, longer than one session or machine lasts, so the campaign is built to be
+stopped at any moment and resumed anywhere from what is committed:
+
+    python scripts/campaign.py run --claims 1,2          # run (or resume) the claims' studies, in order
+    python scripts/campaign.py snapshot                  # write the committed bundle of every study
+
+``run`` trains in a *live* folder (``--live``, default ``runs/campaign``, not committed) with
+``rlopt study run``. Where the live folder lacks a study but the committed bundle has it (a new
+session or machine), the bundle is copied in first, so the same command resumes: the storage marks the
+trial that was training when the last session stopped as failed (its heartbeat is stale), its retry
+moves in the runs that trial had finished, and only the unfinished runs train again.
+
+``snapshot`` writes ``results/campaign/<study>/`` (``--into``): a consistent copy of the study's
+SQLite storage (SQLite's online backup, safe while workers write), ``study.json``, ``study.yaml``,
+``command.txt``, and every *finished* run folder's small files (``config.json``, ``command.txt``,
+``versions.json``, ``eval.csv``, ``metrics.json``; no TensorBoard events or models), plus
+``progress.json`` (finished runs out of planned, per arm). Run it while the campaign trains, then commit.
+
+Run the campaign from a pinned checkout with its own venv, at low priority, e.g.:
+
+    git worktree add ../rlopt-campaign campaign-1 && cd ../rlopt-campaign
+    python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e .
+    nice -n 19 .venv/bin/python scripts/campaign.py run --claims 1,2 --into ../main/results/campaign
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDIES = ROOT / "studies"
+BUNDLE_FILES = ("study.json", "study.yaml", "command.txt")
+RUN_FILES = ("config.json", "command.txt", "versions.json", "eval.csv", "metrics.json")
+FINISHED = ("ok", "diverged")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"campaign: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def claim_files(claims: str) -> list[Path]:
+    """The study files of the claims, in the order given (e.g. ``1,2``)."""
+    files: list[Path] = []
+    for word in claims.split(","):
+        if not word.strip().isdigit():
+            fail(f"--claims {claims!r}: {word!r} is not a claim number (accepted: e.g. 1,2)")
+        found = sorted(STUDIES.glob(f"claim{int(word)}-*.yaml"))
+        if not found:
+            fail(f"--claims: no study file studies/claim{int(word)}-*.yaml")
+        files.extend(found)
+    return files
+
+
+def study_name(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("name:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    fail(f"{path}: no top-level name")
+
+
+def _backup_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (the online backup API)."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=120)
+    dst = sqlite3.connect(tmp)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    tmp.replace(target)
+
+
+def _run_state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
+    """Write the bundle of one live study folder; returns finished runs per arm."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    _backup_sqlite(live / "study.db", bundle / "study.db")
+    for name in BUNDLE_FILES:
+        if (live / name).is_file():
+            shutil.copy2(live / name, bundle / name)
+    finished: dict[str, int] = {}
+    for metrics in sorted(live.glob("*/trial_*/*/metrics.json")):
+        run_dir = metrics.parent
+        if _run_state(run_dir) not in FINISHED:
+            continue
+        relative = run_dir.relative_to(live)
+        target = bundle / relative
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, target / name)
+        finished[relative.parts[0]] = finished.get(relative.parts[0], 0) + 1
+    # a run folder moved by a retry since the last snapshot leaves a stale copy: keep only live ones
+    for metrics in sorted(bundle.glob("*/trial_*/*/metrics.json")):
+        if _run_state(live / metrics.parent.relative_to(bundle)) not in FINISHED:
+            shutil.rmtree(metrics.parent)
+    for trial_dir in sorted(bundle.glob("*/trial_*")):
+        if not any(trial_dir.iterdir()):
+            trial_dir.rmdir()
+    (bundle / "progress.json").write_text(json.dumps({"finished_runs": finished}, indent=2) + "\n")
+    return finished
+
+
+def seed_live(bundle: Path, live: Path) -> None:
+    """Copy a committed bundle into an empty live folder, so the study resumes from it."""
+    shutil.copytree(bundle, live, ignore=shutil.ignore_patterns("progress.json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    files = claim_files(args.claims)
+    live_root, into = Path(args.live), Path(args.into)
+    for path in files:
+        name = study_name(path)
+        live, bundle = live_root / name, into / name
+        if not (live / "study.db").exists() and (bundle / "study.db").exists():
+            print(f"campaign: resuming {name} from the committed bundle {bundle}", flush=True)
+            seed_live(bundle, live)
+        command = [sys.executable, "-m", "rlopt", "study", "run", str(path), "--runs-dir", str(live_root),
+                   "--workers", str(args.workers), "--no-plots"]
+        if args.parallel_runs:
+            command += ["--parallel-runs", str(args.parallel_runs)]
+        print("campaign: " + " ".join(command), flush=True)
+        code = subprocess.call(command)
+        if (live / "study.db").exists():
+            snapshot_study(live, bundle)
+        if code != 0:
+            print(f"campaign: {name} exited with {code}; stopping here (the same command resumes)",
+                  file=sys.stderr)
+            return code
+    return 0
+
+
+def snapshot(args: argparse.Namespace) -> int:
+    live_root, into = Path(args.live), Path(args.into)
+    studies = sorted(p.parent for p in live_root.glob("*/study.db"))
+    if not studies:
+        fail(f"--live {live_root}: no study folder with a study.db (accepted: the campaign's live folder)")
+    for live in studies:
+        finished = snapshot_study(live, into / live.name)
+        print(f"{live.name}: {sum(finished.values())} finished runs -> {into / live.name}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    for action in ("run", "snapshot"):
+        p = sub.add_parser(action)
+        p.add_argument("--live", default="runs/campaign", help="live study folders (default runs/campaign)")
+        p.add_argument("--into", default=str(ROOT / "results" / "campaign"),
+                       help="where the committed bundles are (default results/campaign of this checkout)")
+        if action == "run":
+            p.add_argument("--claims", default="1,2", help="claim numbers in order (default 1,2)")
+            p.add_argument("--workers", type=int, default=1)
+            p.add_argument("--parallel-runs", type=int, default=None,
+                           help="runs of one trial at once (default: cores / workers)")
+    args = parser.parse_args()
+    return run(args) if args.action == "run" else snapshot(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
