@@ -31,12 +31,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rlopt.data_files import data_file, data_names
 from rlopt.errors import ConfigError
-from rlopt.hparams import DATA_ROOT
+from rlopt.yaml_loader import read_yaml
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded with ``seed + EVAL_SEED_OFFSET`` so they never replay training episodes."""
@@ -87,12 +87,9 @@ class Suite:
         raise ConfigError(f"Unknown task {name!r} in suite {self.name!r} (accepted: {accepted})")
 
 
-def suites_dir() -> Path:
-    return DATA_ROOT / "envs"
-
-
 def known_suites() -> list[str]:
-    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
+    """Suite names: ``envs/*.yaml`` shipped with rlopt and in ``$RLOPT_DATA/envs``."""
+    return data_names("envs")
 
 
 def _number(value: Any, what: str, positive_int: bool = False) -> Any:
@@ -107,7 +104,6 @@ def _number(value: Any, what: str, positive_int: bool = False) -> Any:
     return float(value)
 
 
-@cache
 def load_suite(name_or_path: str | Path) -> Suite:
     """Load a suite by name (``envs/<name>.yaml``) or by path, validating every field.
 
@@ -116,13 +112,17 @@ def load_suite(name_or_path: str | Path) -> Suite:
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = suites_dir() / f"{name_or_path}.yaml"
+        path = data_file("envs", f"{name_or_path}.yaml")
     if not path.is_file():
         accepted = ", ".join(known_suites())
         raise ConfigError(f"Unknown suite {str(name_or_path)!r} (accepted: {accepted}, or a path)")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
-    raw_tasks = data.get("tasks")
+    return _read_suite(path)
+
+
+@cache
+def _read_suite(path: Path) -> Suite:
+    data = read_yaml(path, "suite file")
+    raw_tasks = data.get("tasks") if isinstance(data, dict) else None
     if not isinstance(raw_tasks, dict) or not raw_tasks:
         raise ConfigError(f"{path}: expected a non-empty 'tasks' mapping")
     tasks = []
@@ -136,7 +136,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
         "reference_source",
     )
     for task_name, entry in raw_tasks.items():
-        missing = [k for k in required if k not in (entry or {})]
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: task {task_name!r} must be a mapping of {', '.join(required)}")
+        missing = [k for k in required if k not in entry]
         if missing:
             raise ConfigError(f"{path}: task {task_name!r} is missing {', '.join(missing)}")
         task = Task(

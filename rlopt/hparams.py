@@ -28,15 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-import yaml
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
 
+from rlopt.data_files import data_file
 from rlopt.errors import ConfigError
+from rlopt.yaml_loader import load, read_yaml
 
 log = logging.getLogger(__name__)
-
-DATA_ROOT = Path(__file__).resolve().parent.parent
-"""Folder holding ``agents/`` and ``envs/`` (the repository root of an editable install)."""
 
 ALGOS = ("ppo", "sac")
 
@@ -155,15 +153,15 @@ class AgentHparams:
 
 
 def agent_file(algo: str) -> Path:
-    return DATA_ROOT / "agents" / f"{check_algo(algo)}.yaml"
+    """``agents/<algo>.yaml``: the user's (``RLOPT_DATA``) or the one shipped with rlopt."""
+    return data_file("agents", f"{check_algo(algo)}.yaml")
 
 
 @cache
 def _load_agent_file(path: Path) -> dict[str, dict[str, Any]]:
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
-    tasks = data.get("tasks")
-    if not isinstance(tasks, dict):
+    data = read_yaml(path, "agent file")
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, dict) or not all(isinstance(e, dict) for e in tasks.values()):
         raise ConfigError(f"{path}: expected a 'tasks' mapping of task id -> hyperparameters")
     return tasks
 
@@ -173,34 +171,32 @@ def known_tasks(algo: str) -> list[str]:
     return sorted(_load_agent_file(agent_file(algo)))
 
 
-def parse_set(items: Iterable[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings (values as YAML) into a nested mapping; dots in keys nest.
+def parse_set(items: Iterable[str], flag: str = "--set") -> dict[str, Any]:
+    """Parse ``key=value`` strings (values as YAML, :mod:`rlopt.yaml_loader`) into a nested mapping.
+
+    Dots in keys nest. ``flag`` (``--set``, ``--optimizer-arg``) names the option in errors.
 
     Example:
-        >>> parse_set(["n_steps=64", "policy_kwargs.net_arch=[16]"])
-        {'n_steps': 64, 'policy_kwargs': {'net_arch': [16]}}
+        >>> parse_set(["n_steps=64", "policy_kwargs.net_arch=[16]", "learning_rate=3e-4"])
+        {'n_steps': 64, 'policy_kwargs': {'net_arch': [16]}, 'learning_rate': 0.0003}
     """
+    example = "n_steps=64 or policy_kwargs.net_arch=[16]" if flag == "--set" else "gamma=0.25"
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(
-                f"Malformed --set {item!r} (accepted: key=value, e.g. n_steps=64 or "
-                "policy_kwargs.net_arch=[16])"
-            )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise ConfigError(f"Malformed --set {item!r}: value is not YAML ({first})") from exc
+            raise ConfigError(f"Malformed {flag} {item!r} (accepted: key=value, e.g. {example})")
+        value = load(raw, f"Malformed {flag} {item!r}: the value") if raw.strip() else None
         node = out
         *parents, leaf = key.split(".")
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"Malformed --set {item!r}: {part!r} is set both as a value and a mapping")
+                raise ConfigError(f"Malformed {flag} {item!r}: {part!r} is set both as a value and a mapping")
             node = child
+        if leaf in node:
+            raise ConfigError(f"Malformed {flag} {item!r}: {key} is given twice")
         node[leaf] = value
     return out
 
@@ -362,7 +358,7 @@ def resolve_agent(
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"Invalid {name}: {value!r} in agents/{algo}.yaml (accepted: an integer >= 1)")
+            raise ConfigError(f"Invalid {name}: {value!r} in {agent_file(algo)} (accepted: an integer >= 1)")
     return AgentHparams(
         algo=algo,
         task=task,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rlopt.evaluation import EVAL_CSV_COLUMNS
-from rlopt.hparams import DATA_ROOT
 
 VERSIONED_PACKAGES = (
     "torch",
@@ -49,12 +48,25 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
+def source_checkout() -> Path | None:
+    """The git checkout rlopt is imported from (an editable install), or ``None`` (an installed wheel).
+
+    A checkout is the folder above the package holding both ``.git`` and ``pyproject.toml``; a wheel's
+    ``site-packages`` has neither, even inside someone else's repository.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
 def git_commit() -> str | None:
-    """``HEAD`` of the rlopt checkout, with ``-dirty`` if tracked files differ; ``None`` outside git."""
+    """``HEAD`` of the rlopt checkout, with ``-dirty`` if tracked files differ; ``None`` outside one."""
+    root = source_checkout()
+    if root is None:
+        return None
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=DATA_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=10,
@@ -62,7 +74,7 @@ def git_commit() -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=DATA_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=10,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch.nn as nn
@@ -11,6 +15,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from rlopt.errors import ConfigError
 from rlopt.hparams import (
     ALGOS,
+    agent_file,
     initial_learning_rate,
     known_tasks,
     parse_set,
@@ -125,3 +130,85 @@ def test_task_without_entry_falls_back_to_sb3_defaults_and_says_so(caplog: pytes
     assert "SB3 defaults" in caplog.text and "Pendulum-v1" in caplog.text
     assert hp.source.startswith("SB3 SAC defaults") and hp.normalize is None
     assert hp.kwargs == {"learning_rate": 3e-4}
+
+
+def _user_data(tmp_path: Path, kind: str, name: str, content: str | bytes) -> Path:
+    """``tmp_path/data/<kind>/<name>`` with ``content``: a user's own data folder for ``RLOPT_DATA``."""
+    path = tmp_path / "data" / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+USER_PPO = """\
+tasks:
+  InvertedPendulum-v5:
+    source: my own tuning
+    n_steps: 64
+    batch_size: 32
+    learning_rate: 3e-4
+"""
+
+
+def test_rlopt_data_points_at_a_users_agent_file_and_the_rest_stays_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _user_data(tmp_path, "agents", "ppo.yaml", USER_PPO)
+    monkeypatch.setenv("RLOPT_DATA", str(tmp_path / "data"))
+    assert agent_file("ppo") == path and known_tasks("ppo") == ["InvertedPendulum-v5"]
+    hp = resolve_agent("ppo", "InvertedPendulum-v5")
+    assert hp.source == "my own tuning" and hp.kwargs["learning_rate"] == 3e-4 and hp.kwargs["n_steps"] == 64
+    assert set(known_tasks("sac")) == MUJOCO_V5  # no sac.yaml there: the shipped one
+    monkeypatch.setenv("RLOPT_DATA", str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match=r"^RLOPT_DATA='.*nope' is not a folder \(accepted: a folder "):
+        known_tasks("ppo")
+
+
+def _train(tmp_path: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "rlopt", "train", "--env", "InvertedPendulum-v5", "--timesteps", "64", *args],
+        cwd=work, capture_output=True, text=True, timeout=120, env={**os.environ, "RLOPT_DATA": str(data)},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("ppo.yaml", USER_PPO + "    n_steps: 1\n", "not valid YAML at line 7: key 'n_steps' is given twice"),
+        ("ppo.yaml", USER_PPO.encode("utf-16"), "not a UTF-8 text file (byte 0xff at offset 0; accepted: "),
+    ],
+    ids=["repeated key", "UTF-16"],
+)
+def test_rlopt_train_refuses_a_bad_user_agent_file_in_one_line_naming_it(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    path = _user_data(tmp_path, "agents", name, content)
+    proc = _train(tmp_path, tmp_path / "data")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rlopt: error: {path}: {message}"), proc.stderr
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("tasks: {}\ntasks: {}\n", "not valid YAML at line 2: key 'tasks' is given twice"),
+        ("tasks: [InvertedPendulum-v5]\n", "expected a 'tasks' mapping of task id"),
+        ("tasks:\n  Hopper-v5: 3\n", "expected a 'tasks' mapping of task id"),
+        ("- 1\n", "expected a 'tasks' mapping of task id"),
+    ],
+)
+def test_bad_user_agent_files_are_refused_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, message: str
+) -> None:
+    path = _user_data(tmp_path, "agents", "sac.yaml", content)
+    monkeypatch.setenv("RLOPT_DATA", str(tmp_path / "data"))
+    with pytest.raises(ConfigError) as info:
+        resolve_agent("sac", "Hopper-v5")
+    assert str(info.value).startswith(f"{path}: {message}")

@@ -76,3 +76,50 @@ def test_eval_env_uses_training_normalisation_without_updating_it() -> None:
     np.testing.assert_array_equal(evaluation.obs_rms.mean, train.obs_rms.mean)
     train.close()
     evaluation.close()
+
+
+SUITE = """\
+name: mine
+tasks:
+  InvertedPendulum-v5:
+    timesteps: 1_000
+    eval_freq: 5e2
+    eval_episodes: 2
+    random_return: 5.6
+    random_source: measured
+    reference_return: 1e3
+    reference_source: by construction
+"""
+
+
+def test_rlopt_data_adds_a_users_suite_and_numbers_read_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "mine.yaml").write_text(SUITE)
+    monkeypatch.setenv("RLOPT_DATA", str(tmp_path))
+    assert {"mine", "mujoco", "smoke"} <= set(known_suites())
+    task = load_suite("mine").task("InvertedPendulum-v5")
+    assert (task.timesteps, task.eval_freq, task.reference_return) == (1000, 500, 1000.0)
+    assert load_suite("smoke").path.parent != tmp_path / "envs"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SUITE + "    eval_freq: 100\n", "not valid YAML at line 11: key 'eval_freq' is given twice"),
+        (SUITE + "name: again\n", "not valid YAML at line 11: key 'name' is given twice"),
+        ("tasks:\n  Hopper-v5: 3\n", "task 'Hopper-v5' must be a mapping of timesteps"),
+        ("- a\n", "expected a non-empty 'tasks' mapping"),
+    ],
+)
+def test_bad_user_suite_files_are_refused_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    (tmp_path / "envs").mkdir()
+    path = tmp_path / "envs" / "mine.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("RLOPT_DATA", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_suite("mine")
+    assert str(info.value).startswith(f"{path}: {message}")

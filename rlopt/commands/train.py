@@ -105,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         betas=None if args.betas is None else _parse_betas(args.betas),
         eps=args.eps,
         weight_decay=args.weight_decay,
-        optimizer_extra=parse_set(args.optimizer_arg),
+        optimizer_extra=parse_set(args.optimizer_arg, flag="--optimizer-arg"),
         seed=args.seed,
         timesteps=args.timesteps,
         device=args.device,
