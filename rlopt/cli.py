@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("optimizers", "train", "study", "report")
+COMMAND_MODULES = ("optimizers", "train", "study", "report", "verdict")
 
 
 def build_parser() -> argparse.ArgumentParser:

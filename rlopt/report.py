@@ -37,7 +37,8 @@ from rlopt.scores import (
     scores,
     stability_values,
 )
-from rlopt.verdict import Claim, Verdict, evaluate, record_value
+from rlopt.verdict import Claim, record_value
+from rlopt.verdict_table import judge, verdicts_markdown
 
 MAX_ARMS_IN_FIGURES = 12
 """Curves and the POI matrix show at most this many arms (the best by aggregate IQM); tables show all."""
@@ -172,13 +173,11 @@ def write_report(
             "than it is."
         )
 
-    verdicts = [
-        evaluate(c, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed) for c in claim_list
-    ]
+    verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
     usable = [r for r in records if is_usable(r)]
     arms = _arms(records)
     _budget(w, records, usable, arms, census, normaliser, command, boot)
-    _verdicts(w, verdicts)
+    w.add(verdicts_markdown(verdicts))
     if usable:
         aggregates = _aggregate(w, arms, normaliser, boot)
         shown = sorted(arms, key=lambda a: -_finite_or(aggregates.get(a), -math.inf))[:MAX_ARMS_IN_FIGURES]
@@ -233,31 +232,6 @@ def _budget(
         "(Agarwal et al., NeurIPS 2021). Diverged runs count with their last evaluation.",
     ]
     w.add("\n".join(lines))
-
-
-def _verdicts(w: _Writer, verdicts: Sequence[Verdict]) -> None:
-    w.add("## Verdicts")
-    if not verdicts:
-        w.add(
-            "No claim is declared for this study (a study file's `claim:` section), so there is no verdict."
-        )
-        return
-    rows = []
-    for v in verdicts:
-        paper = f"{v.claim.paper_says} ({v.claim.source})" if v.claim.paper_says else v.claim.source
-        rows.append([v.claim.statement, paper, v.measured, f"**{v.outcome}**"])
-    w.add(_table(["claim", "what the paper says", "what we measured", "verdict"], rows))
-    details = []
-    for v in verdicts:
-        arms = f"candidate: {v.claim.candidate.describe()}"
-        if v.claim.baseline is not None:
-            arms += f"; baseline: {v.claim.baseline.describe()}"
-        details.append(
-            f"- *{v.claim.statement}* — kind `{v.claim.kind}`, metric `{v.claim.metric}`, {arms}. "
-            f"Effect: {v.effect}. Why **{v.outcome}**: {v.reason}."
-            + (f" {v.runs.capitalize()}." if v.runs else "")
-        )
-    w.add("\n".join(details))
 
 
 def _score_strata(arm: _Arm, metric: str, normaliser: Normaliser | None) -> list[np.ndarray]:

@@ -246,6 +246,34 @@ def scores(records: Sequence[RunLike], metric: str, normaliser: Normaliser | Non
     return normaliser(records[0].task, values) if normaliser is not None else values
 
 
+def floor_score(record: RunLike, normaliser: Normaliser | None) -> float:
+    """The score a run starts from: ``max(0, its first evaluation)`` (normalised), or 0 with one evaluation.
+
+    0 is the floor of the normalised scale (a uniform random policy with the suite's references, the
+    worst evaluation seen with :meth:`Normaliser.from_runs`). The first evaluation stands for the
+    initial policy, which may already score well above random (Ant-v5's untrained policy collects ~1000
+    of healthy reward, 0.2 normalised); a run evaluated only once has no earlier point, so its floor is 0.
+    The runner evaluates first after ``evaluation.every`` steps, so this floor includes a little early
+    learning: the gains measured from it are, if anything, too small (a conservative guard).
+    """
+    _, returns = _finite_curve(record)
+    if len(returns) < 2:
+        return 0.0
+    first = float(returns[0]) if normaliser is None else float(normaliser(record.task, returns[0]))
+    return max(0.0, first)
+
+
+def gains(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None) -> np.ndarray:
+    """What each run of one task learnt: its (normalised) score minus :func:`floor_score`, NaNs dropped."""
+    if not records:
+        return np.empty(0)
+    raw = np.array([run_score(r, metric) for r in records], dtype=float)
+    values = normaliser(records[0].task, raw) if normaliser is not None else raw
+    floors = np.array([floor_score(r, normaliser) for r in records], dtype=float)
+    out = np.asarray(values, dtype=float) - floors
+    return out[np.isfinite(out)]
+
+
 def stability_value(record: RunLike, metric: str, normaliser: Normaliser | None = None) -> float:
     """One run's instability measure.
 

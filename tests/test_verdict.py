@@ -89,28 +89,29 @@ NOISE2 = [15.0, 45.0, 25.0, 35.0, 28.0]
     ("cand", "base", "expected"),
     [(HIGH, LOW, REPRODUCED), (LOW, HIGH, CONTRADICTED), (NOISE, NOISE2, INCONCLUSIVE)],
 )
-def test_better_follows_the_probability_of_improvement_interval(
-    cand: list, base: list, expected: str
-) -> None:
+def test_better_follows_the_iqm_difference_interval(cand: list, base: list, expected: str) -> None:
     verdict = evaluate(claim("better"), arm("a", cand) + arm("b", base), **BOOT)
     assert verdict.outcome == expected
     assert (
         verdict.interval is not None
         and verdict.interval.low <= verdict.interval.estimate <= verdict.interval.high
     )
-    assert "P(improvement)" in verdict.measured and "95% CI" in verdict.measured
+    expected_difference = (np.mean(sorted(cand)[1:4]) - np.mean(sorted(base)[1:4])) / 100
+    assert verdict.interval.estimate == pytest.approx(expected_difference)
+    assert "IQM difference" in verdict.measured and "P(improvement)" in verdict.measured
+    assert "95% CI" in verdict.measured
 
 
 def test_a_clear_win_with_too_few_seeds_is_inconclusive() -> None:
-    verdict = evaluate(claim("better"), arm("a", HIGH[:2]) + arm("b", LOW[:2]), **BOOT)
-    assert verdict.interval is not None and verdict.interval.low > 0.5
+    verdict = evaluate(claim("better"), arm("a", HIGH[:4]) + arm("b", LOW[:4]), **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > 0
     assert verdict.outcome == INCONCLUSIVE
-    assert "min_runs 3" in verdict.reason
+    assert "min_runs 5" in verdict.reason
 
 
 def test_unfinished_runs_do_not_enter_the_verdict() -> None:
     finished = arm("a", HIGH) + arm("b", LOW)
-    unfinished = arm("a", [-500.0] * 3, status="pruned") + arm("a", [-500.0] * 2, status="running")
+    unfinished = arm("a", [-500.0] * 5, status="pruned") + arm("a", [-500.0] * 2, status="running")
     with_unfinished = evaluate(claim("better"), finished + unfinished, **BOOT)
     assert with_unfinished.outcome == REPRODUCED
     assert with_unfinished.interval == evaluate(claim("better"), finished, **BOOT).interval
@@ -118,16 +119,17 @@ def test_unfinished_runs_do_not_enter_the_verdict() -> None:
 
 def test_a_diverged_run_scores_its_last_evaluation() -> None:
     diverged = [run("a", t, 9, float("nan"), status="diverged", curve=[0.0, 5.0]) for t in TASKS]
-    verdict = evaluate(claim("better"), arm("a", [70.0] * 3) + diverged + arm("b", [50.0] * 3), **BOOT)
-    # each task: 3 of 4 candidate runs beat all 3 baseline runs, the diverged one (score 5) loses to all
-    assert verdict.interval is not None and verdict.interval.estimate == pytest.approx(0.75)
+    verdict = evaluate(claim("better"), arm("a", [70.0] * 5) + diverged + arm("b", [50.0] * 5), **BOOT)
+    # each task: 5 of 6 candidate runs beat all 5 baseline runs, the diverged one (score 5) loses to all
+    assert verdict.details["poi"] == pytest.approx(5 / 6)
+    assert "candidate 12, baseline 10" in verdict.runs
 
 
 @pytest.mark.parametrize(
     ("cand", "base", "margin", "expected"),
     [
-        (LOW, LOW, 0.05, REPRODUCED),  # identical: difference exactly 0 > -0.05
-        (LOW, HIGH, 0.05, CONTRADICTED),  # 50 points (0.5 normalised) worse
+        (HIGH, HIGH, 0.2, REPRODUCED),  # identical: difference 0 > -0.2 x 0.64 (what the baseline learnt)
+        (LOW, HIGH, 0.2, CONTRADICTED),  # 50 points (0.5 normalised) worse, far beyond 0.2 x 0.64
         (NOISE, NOISE2, 0.02, INCONCLUSIVE),
     ],
 )
@@ -136,7 +138,8 @@ def test_competitive_follows_the_iqm_difference_and_the_margin(
 ) -> None:
     verdict = evaluate(claim("competitive", margin=margin), arm("a", cand) + arm("b", base), **BOOT)
     assert verdict.outcome == expected
-    assert f"margin −{margin:g}" in verdict.measured
+    assert f"margin −{margin:g} × baseline's gain" in verdict.measured
+    assert verdict.details["gain_baseline"] == pytest.approx(np.mean(sorted(base)[1:4]) / 100)
 
 
 def test_competitive_is_inconclusive_when_the_baseline_learnt_less_than_the_margin() -> None:
@@ -155,10 +158,24 @@ def settings(optimizer: str, finals_by_setting: dict[float, list[float]]) -> lis
     ]
 
 
-FLAT = {0.9: [40.0, 41.0, 42.0], 0.99: [40.5, 41.5, 42.5], 0.999: [41.0, 42.0, 43.0]}
-STEEP = {0.9: [5.0, 6.0, 7.0], 0.99: [40.0, 41.0, 42.0], 0.999: [80.0, 81.0, 82.0]}
-NOISY = {0.9: [10.0, 60.0, 35.0], 0.99: [20.0, 55.0, 30.0], 0.999: [15.0, 50.0, 40.0]}
-NOISY2 = {0.9: [12.0, 58.0, 33.0], 0.99: [25.0, 52.0, 30.0], 0.999: [18.0, 45.0, 40.0]}
+def five(*values: float) -> list[float]:
+    return (
+        [v + d for v in values for d in (0.0, 1.0, 2.0, 3.0, 4.0)][:5] if len(values) == 1 else list(values)
+    )
+
+
+FLAT = {0.9: five(40.0), 0.99: five(40.5), 0.999: five(41.0)}
+STEEP = {0.9: five(5.0), 0.99: five(40.0), 0.999: five(80.0)}
+NOISY = {
+    0.9: [10.0, 60.0, 35.0, 25.0, 45.0],
+    0.99: [20.0, 55.0, 30.0, 40.0, 35.0],
+    0.999: [15.0, 50.0, 40.0, 30.0, 20.0],
+}
+NOISY2 = {
+    0.9: [12.0, 58.0, 33.0, 27.0, 43.0],
+    0.99: [25.0, 52.0, 30.0, 44.0, 31.0],
+    0.999: [18.0, 45.0, 40.0, 26.0, 22.0],
+}
 
 
 @pytest.mark.parametrize(
@@ -193,11 +210,10 @@ def test_robust_without_baseline_is_inconclusive_when_no_setting_learnt() -> Non
     c = Claim.from_dict(
         {"statement": "s", "source": "p", "kind": "robust", "candidate": {"optimizer": "a"}, "margin": 0.2}
     )
-    flat_and_untrained = {0.9: [1.0, 2.0, 3.0], 0.99: [1.5, 2.5, 3.5]}
+    flat_and_untrained = {0.9: five(1.0), 0.99: five(1.5)}
     verdict = evaluate(c, settings("a", flat_and_untrained), **BOOT)
-    assert verdict.interval is not None and verdict.interval.high < 0.2
     assert verdict.outcome == INCONCLUSIVE
-    assert "learn nothing" in verdict.reason
+    assert "learnt too little" in verdict.reason
 
 
 def unstable(optimizer: str, collapses: list[int]) -> list[Run]:
@@ -211,9 +227,9 @@ def unstable(optimizer: str, collapses: list[int]) -> list[Run]:
 @pytest.mark.parametrize(
     ("cand", "base", "expected"),
     [
-        ([0, 0, 0, 0], [3, 4, 5, 3], REPRODUCED),
-        ([3, 4, 5, 3], [0, 0, 0, 0], CONTRADICTED),
-        ([0, 0, 0, 0], [0, 0, 0, 0], INCONCLUSIVE),  # no instabilities anywhere: difference exactly 0
+        ([0, 0, 0, 0, 0], [3, 4, 5, 3, 4], REPRODUCED),
+        ([3, 4, 5, 3, 4], [0, 0, 0, 0, 0], CONTRADICTED),
+        ([0, 0, 0, 0, 0], [0, 0, 0, 0, 0], INCONCLUSIVE),  # no instabilities anywhere: difference exactly 0
     ],
 )
 def test_fewer_instabilities_follows_the_difference_of_mean_counts(
@@ -229,7 +245,7 @@ def scaled(rule: str, kappas: dict[int, list[float]], noise: float, seed: int) -
     runs = []
     for kappa, curve in kappas.items():
         for task in TASKS:
-            for s in range(4):
+            for s in range(5):
                 points = np.array(curve) + rng.normal(0.0, noise, len(curve))
                 runs.append(
                     run(
@@ -372,7 +388,10 @@ BASE = {
         ({"candidate": "adopt"}, "claim.candidate must be a non-empty mapping"),
         ({"confidence": 95}, "confidence must be a number in"),
         ({"min_runs": 1}, "min_runs must be an integer >= 2"),
-        ({"kind": "competitive", "margin": -0.1}, "margin must be a number >= 0"),
+        ({"kind": "competitive", "margin": -0.1}, "margin must be a number in [0, 1]"),
+        ({"kind": "competitive", "margin": 5}, "margin must be a number in [0, 1] (a fraction of what"),
+        ({"min_gain": -1}, "min_gain must be a number in [0, 1)"),
+        ({"paper_timesteps": 0}, "paper_timesteps must be a positive number of env steps"),
         ({"group_by": "kappa"}, "group_by is not used by kind 'better'"),
     ],
 )
@@ -391,3 +410,48 @@ def test_claims_section_may_be_one_claim_or_a_list() -> None:
     assert claims_from_config(None) == ()
     with pytest.raises(ConfigError, match=r"claim\[1\]: unknown key"):
         claims_from_config([BASE, {**BASE, "x": 1}])
+
+
+def test_a_verdict_states_its_budget_against_the_paper() -> None:
+    runs = arm("a", HIGH) + arm("b", LOW)
+    sub = evaluate(claim("better", paper_timesteps=1_000_000), runs, **BOOT)
+    assert sub.outcome == REPRODUCED and sub.sub_budget is True
+    assert sub.budget == "sub-budget: 1,000 steps per run, 0.1% of the paper's 1,000,000"
+    assert sub.label.startswith("reproduced (sub-budget: ")
+    full = evaluate(claim("better", paper_timesteps=1000), runs, **BOOT)
+    assert full.sub_budget is False and full.budget == "1,000 steps per run, 100% of the paper's 1,000"
+    unknown = evaluate(claim("better"), runs, **BOOT)
+    assert unknown.sub_budget is None and "the paper's budget is unknown" in unknown.budget
+
+
+def test_an_ant_like_initial_score_is_not_learning() -> None:
+    # Both arms start at 22 (an untrained Ant policy already scores above random) and stay there; the
+    # baseline drifts down: "above random" and "better", but nothing was learnt.
+    flat = [run("a", t, s, 22.0, curve=[22.0, 22.0, 22.0]) for t in TASKS for s in range(5)]
+    down = [run("b", t, s, 5.0, curve=[22.0, 12.0, 5.0]) for t in TASKS for s in range(5)]
+    verdict = evaluate(claim("better"), flat + down, **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > 0
+    assert verdict.outcome == INCONCLUSIVE
+    assert verdict.reason.startswith("nothing was learnt at this budget: the candidate learnt too little")
+
+
+def test_issue_13_competitive_case_is_inconclusive() -> None:
+    # baseline ~0.070, candidate ~0.025 normalised: the candidate reaches a third of a baseline that
+    # itself learnt less than min_gain.
+    cand = arm("a", [2.3, 2.4, 2.5, 2.6, 2.7])
+    base = arm("b", [6.8, 6.9, 7.0, 7.1, 7.2])
+    verdict = evaluate(claim("competitive", margin=0.05), cand + base, **BOOT)
+    assert verdict.outcome == INCONCLUSIVE
+    assert "the baseline learnt too little" in verdict.reason
+
+
+def test_every_inconclusive_verdict_gives_a_one_line_reason() -> None:
+    cases = [
+        evaluate(claim("better"), arm("a", HIGH), **BOOT),
+        evaluate(claim("better"), arm("a", NOISE) + arm("b", NOISE2), **BOOT),
+        evaluate(claim("better"), arm("a", HIGH[:4]) + arm("b", LOW[:4]), **BOOT),
+        evaluate(claim("competitive", margin=0.2), arm("a", [1.0] * 5) + arm("b", [1.0] * 5), **BOOT),
+    ]
+    for verdict in cases:
+        assert verdict.outcome == INCONCLUSIVE
+        assert verdict.reason and "\n" not in verdict.reason

@@ -39,6 +39,10 @@ def register(subparsers: Any) -> None:
     status.add_argument("--no-plots", action="store_true", help="do not write Optuna's plots")
     status.set_defaults(func=status_command)
 
+    from rlopt.commands.study_export import add_parser as add_export
+
+    add_export(commands)
+
 
 def _quiet_libraries() -> None:
     import optuna
