@@ -126,13 +126,18 @@ def _single_env_returns(policy: BasePolicy, env: VecEnv, inner: DummyVecEnv, epi
 
 @dataclass(frozen=True)
 class EvalPoint:
-    """One evaluation: ``timesteps`` (global env steps when it ran) and the episode returns."""
+    """One evaluation: ``timesteps`` (global env steps when it ran) and the episode returns.
+
+    ``wall_time_s`` is the time since training started, when the evaluation ended; ``duration_s`` the
+    evaluation's own time.
+    """
 
     timesteps: int
     mean_return: float
     std_return: float
     returns: tuple[float, ...]
     wall_time_s: float
+    duration_s: float = 0.0
 
     def csv_row(self) -> list[Any]:
         return [
@@ -185,6 +190,11 @@ class EvalCallback(BaseCallback):
         self.points: list[EvalPoint] = []
         self.on_eval_error: BaseException | None = None
         self.listeners: list[Callable[[EvalPoint], None]] = []
+        """Called with every point before ``on_eval`` (the progress display)."""
+        self.starting: list[Callable[[int], None]] = []
+        """Called with the env steps done when an evaluation starts."""
+        self.eval_time_s = 0.0
+        """Seconds spent in evaluations so far."""
         self._next = freq
 
     def _on_step(self) -> bool:
@@ -195,15 +205,21 @@ class EvalCallback(BaseCallback):
 
     def evaluate(self) -> EvalPoint:
         """Run one evaluation now and report it."""
+        for hook in self.starting:
+            hook(int(self.num_timesteps))
+        began = time.perf_counter()
         sync_envs_normalization(self.training_env, self.eval_env)
         returns = episode_returns(self.model, self.eval_env, self.episodes)
         values = np.asarray(returns, dtype=np.float64)
+        ended = time.perf_counter()
+        self.eval_time_s += ended - began
         point = EvalPoint(
             timesteps=int(self.num_timesteps),
             mean_return=float(values.mean()),
             std_return=float(values.std()),
             returns=tuple(float(v) for v in values),
-            wall_time_s=time.perf_counter() - self.start_time,
+            wall_time_s=ended - self.start_time,
+            duration_s=ended - began,
         )
         self.points.append(point)
         with self.csv_path.open("a", newline="") as fh:

@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +57,14 @@ SAC_DIAGNOSTICS_INTERVAL = 1000
 PARAMETER_CHECK_EVERY = 100
 """Env steps between two checks for non-finite parameters (PPO: every rollout, being longer)."""
 DEFAULT_EVALUATIONS = 20
+"""At most this many scheduled evaluations by default: every ``timesteps // 20`` env steps..."""
+EVAL_MIN_FREQ = 10_000
+"""...but never more often than every 10,000 env steps (rl-zoo and SB3's EvalCallback: 10-25k)."""
+DEFAULT_EVAL_EPISODES = 5
+"""Episodes per evaluation unless asked otherwise. With :data:`EVAL_MIN_FREQ` this keeps evaluation
+under 10% of a run's wall time (``scripts/bench_evaluation.py``; README, Performance)."""
+DEFAULT_THREADS = 1
+"""Torch threads per run unless asked otherwise (``scripts/bench_threads.py``)."""
 
 
 @dataclass
@@ -85,13 +94,18 @@ class TrainConfig:
     """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto``."""
     n_envs: int | None = None
     """Parallel training envs; ``None``: the agent file's (1 if absent)."""
+    threads: int | None = None
+    """Torch CPU threads for the run (``torch.set_num_threads``, restored afterwards); ``None``:
+    :data:`DEFAULT_THREADS`."""
     run_dir: Path | None = None
     """``None``: ``runs/train/<algo>-<env>-<optimizer>-s<seed>-<timestamp>``."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Agent hyperparameters replacing the agent file's (nested dicts merge, e.g. ``policy_kwargs``)."""
     eval_freq: int | None = None
-    """Env steps between evaluations; ``None``: ``timesteps // 20``."""
-    eval_episodes: int = 5
+    """Env steps between evaluations; ``None``: ``max(10_000, timesteps // 20)`` (and always one after
+    the last update)."""
+    eval_episodes: int | None = None
+    """Episodes per evaluation; ``None``: :data:`DEFAULT_EVAL_EPISODES`."""
     save_model: bool = False
     """Also write ``model.zip`` (and ``vecnormalize.pkl`` when the env is normalised)."""
     progress: bool = False
@@ -128,13 +142,14 @@ class TrainConfig:
             ("--weight-decay", self.weight_decay),
             ("--timesteps", self.timesteps),
             ("--n-envs", self.n_envs),
+            ("--threads", self.threads),
             ("--eval-freq", self.eval_freq),
+            ("--eval-episodes", self.eval_episodes),
         ):
             if value is not None:
                 args += [flag, repr(value) if isinstance(value, float) else str(value)]
         if self.betas is not None:
             args += ["--betas", ",".join(repr(float(b)) for b in self.betas)]
-        args += ["--eval-episodes", str(self.eval_episodes)]
         for key, value in _flatten(self.overrides).items():
             args += ["--set", f"{key}={_yaml_scalar(value)}"]
         for key, value in _flatten(self.optimizer_extra).items():
@@ -155,7 +170,9 @@ class TrainPlan:
     optimizer: ResolvedOptimizer
     timesteps: int
     n_envs: int
+    threads: int
     eval_freq: int
+    eval_episodes: int
     run_dir: Path
     device: str
     diagnostics_interval: int
@@ -170,6 +187,7 @@ class TrainPlan:
             "timesteps": self.timesteps,
             "n_envs": self.n_envs,
             "device": self.device,
+            "threads": self.threads,
             "optimizer": {
                 **self.optimizer.as_dict(),
                 "extra_effective": effective_extra(self.optimizer),
@@ -182,8 +200,10 @@ class TrainPlan:
             "gradient_clipping": gradient_clipping(self.agent, self.optimizer),
             "evaluation": {
                 "freq": self.eval_freq,
-                "episodes": self.config.eval_episodes,
+                "episodes": self.eval_episodes,
                 "deterministic": True,
+                "expected_evaluations": self.expected_evaluations,
+                "schedule": self.eval_schedule,
             },
             "diagnostics": {
                 "interval": self.diagnostics_interval,
@@ -194,6 +214,33 @@ class TrainPlan:
             "save_model": self.config.save_model,
             "run_dir": str(self.run_dir),
         }
+
+    @property
+    def expected_timesteps(self) -> int:
+        """Env steps ``learn`` will have done: PPO finishes its last rollout, SAC steps all envs at once."""
+        chunk = (
+            int(self.agent.kwargs.get("n_steps", 2048)) * self.n_envs
+            if self.agent.algo == "ppo"
+            else (self.n_envs)
+        )
+        return -(-self.timesteps // chunk) * chunk
+
+    @property
+    def expected_evaluations(self) -> int:
+        """Evaluations of the run, the one after the last update included (unless the schedule hit it)."""
+        done = self.expected_timesteps
+        return done // self.eval_freq + (1 if done % self.eval_freq else 0)
+
+    @property
+    def eval_schedule(self) -> str:
+        """How the evaluation schedule was chosen, in words (``config.json``)."""
+        freq = (
+            "--eval-freq as given"
+            if self.config.eval_freq is not None
+            else f"every max({EVAL_MIN_FREQ}, timesteps // {DEFAULT_EVALUATIONS}) env steps (default)"
+        )
+        episodes = "as given" if self.config.eval_episodes is not None else "(default)"
+        return f"{freq}, and after the last update; {self.eval_episodes} episodes {episodes}"
 
     def hparams(self) -> dict[str, Any]:
         """Flat hyperparameters for TensorBoard's HParams plugin (filter runs by optimizer, betas...)."""
@@ -230,6 +277,10 @@ class TrainSummary:
     stability: dict[str, int]
     timesteps_done: int
     wall_time_s: float
+    eval_time_s: float = 0.0
+    """Of ``wall_time_s``, the seconds spent evaluating."""
+    gradient_steps: int = 0
+    """Optimizer steps of the policy (PPO) or the critic (SAC): 0 if SAC never passed ``learning_starts``."""
 
     @property
     def final_return(self) -> float | None:
@@ -262,6 +313,9 @@ class TrainSummary:
             "wall_time_s": round(self.wall_time_s, 3),
             "steps_per_s": round(self.steps_per_s, 1),
             "n_evaluations": len(self.evaluations),
+            "eval_time_s": round(self.eval_time_s, 3),
+            "eval_share": round(self.eval_time_s / self.wall_time_s, 4) if self.wall_time_s > 0 else 0.0,
+            "gradient_steps": self.gradient_steps,
         }
 
 
@@ -345,12 +399,17 @@ def _plan(config: TrainConfig) -> TrainPlan:
         agent.n_timesteps if config.timesteps is None else _positive_int(config.timesteps, "timesteps")
     )
     n_envs = agent.n_envs if config.n_envs is None else _positive_int(config.n_envs, "n_envs")
+    threads = DEFAULT_THREADS if config.threads is None else _positive_int(config.threads, "threads")
     eval_freq = (
-        max(1, timesteps // DEFAULT_EVALUATIONS)
+        max(EVAL_MIN_FREQ, timesteps // DEFAULT_EVALUATIONS)
         if config.eval_freq is None
         else _positive_int(config.eval_freq, "eval_freq")
     )
-    _positive_int(config.eval_episodes, "eval_episodes")
+    eval_episodes = (
+        DEFAULT_EVAL_EPISODES
+        if config.eval_episodes is None
+        else _positive_int(config.eval_episodes, "eval_episodes")
+    )
     _positive_int(config.diagnostics_sample_every, "diagnostics_sample_every")
     device = _check_device(config.device)
     if config.diagnostics_interval is not None:
@@ -374,7 +433,9 @@ def _plan(config: TrainConfig) -> TrainPlan:
         optimizer=optimizer,
         timesteps=timesteps,
         n_envs=n_envs,
+        threads=threads,
         eval_freq=eval_freq,
+        eval_episodes=eval_episodes,
         run_dir=run_dir,
         device=device,
         diagnostics_interval=interval,
@@ -406,11 +467,43 @@ def _tb_writer(logger: Logger) -> Any:
     return None
 
 
+def sac_learning_starts(plan: TrainPlan) -> int | None:
+    """SAC's ``learning_starts`` (SB3 trains only once ``num_timesteps`` exceeds it); PPO: None."""
+    if plan.agent.algo != "sac":
+        return None
+    return int(plan.agent.kwargs.get("learning_starts", sb3_defaults("sac")["learning_starts"]))
+
+
+class StepCounter:
+    """Counts ``optimizer.step()`` calls through a step post-hook (removed by :meth:`close`)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.count = 0
+        self._handle = optimizer.register_step_post_hook(self._count)
+
+    def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
 def _params_finite(model: Any) -> bool:
     params = list(model.policy.parameters())
     if getattr(model, "log_ent_coef", None) is not None:
         params.append(model.log_ent_coef)
     return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager
@@ -473,6 +566,21 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
         ConfigError: bad input, before anything is written.
     """
     plan = config.validate()
+    with torch_threads(plan.threads):
+        return _train(plan, on_eval)
+
+
+def _train(plan: TrainPlan, on_eval: Callable[[EvalPoint], Any] | None) -> TrainSummary:
+    config = plan.config
+    starts = sac_learning_starts(plan)
+    if starts is not None and plan.expected_timesteps <= starts:
+        log.warning(
+            "SAC's learning_starts is %d but the run has %d env steps: no gradient step will run "
+            "(raise --timesteps above it or lower it, e.g. --set learning_starts=%d)",
+            starts,
+            plan.expected_timesteps,
+            max(0, plan.timesteps // 10),
+        )
     env, eval_env, model = _build(plan)
     run_dir = plan.run_dir
     config_json = plan.as_config_json()
@@ -514,7 +622,7 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
     evaluator = EvalCallback(
         eval_env,
         plan.eval_freq,
-        config.eval_episodes,
+        plan.eval_episodes,
         run_dir / "eval.csv",
         writer,
         stability,
@@ -531,14 +639,19 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
         sample_every=config.diagnostics_sample_every,
         check_every=PARAMETER_CHECK_EVERY,
     )
+    steps = StepCounter(agent_optimizers(model)["policy" if plan.agent.algo == "ppo" else "critic"])
     callbacks: list[Any] = [diagnostics, evaluator]
     progress = None
     if config.progress:
         from rlopt.progress import ProgressCallback
 
         progress = ProgressCallback(
-            plan.timesteps, f"{plan.agent.algo} {plan.agent.task} {plan.optimizer.name}"
+            plan.timesteps,
+            f"{plan.agent.algo} {plan.agent.task} {plan.optimizer.name}",
+            plan.expected_evaluations,
+            bar=sys.stdout.isatty(),
         )
+        evaluator.starting.append(progress.on_eval_start)
         evaluator.listeners.append(progress.on_eval)
         callbacks.append(progress)
 
@@ -561,8 +674,6 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
             pending = exc
     finally:
         diagnostics.close()
-        if progress is not None:
-            progress.close()
 
     try:
         if status == "ok" and (not evaluator.points or evaluator.points[-1].timesteps < model.num_timesteps):
@@ -572,9 +683,16 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
             except BaseException as exc:
                 status = _stop_status(exc, exc is evaluator.on_eval_error)
                 reason, pending = _one_line(exc), exc
+            finally:
+                if progress is not None:
+                    progress.close()
+        if progress is not None:
+            progress.close()
         wall = time.perf_counter() - start
         if status == "ok":
-            reason = f"trained {model.num_timesteps} env steps"
+            reason = f"trained {model.num_timesteps} env steps, {steps.count} gradient steps"
+            if starts is not None and model.num_timesteps <= starts:
+                reason += f" (SAC's learning_starts={starts} was not passed)"
         diagnostics.write_stability(model.num_timesteps)
         summary = TrainSummary(
             status=status,
@@ -584,6 +702,8 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
             stability=stability.as_dict(),
             timesteps_done=int(model.num_timesteps),
             wall_time_s=wall,
+            eval_time_s=evaluator.eval_time_s,
+            gradient_steps=steps.count,
         )
         if config.save_model and status != "diverged":
             model.save(run_dir / "model.zip")
@@ -591,6 +711,7 @@ def run_training(config: TrainConfig, on_eval: Callable[[EvalPoint], Any] | None
                 model.get_env().save(str(run_dir / "vecnormalize.pkl"))
         write_json(run_dir / "metrics.json", summary.metrics())
     finally:
+        steps.close()
         logger.close()
         env.close()
         eval_env.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ BAD_INPUT = [
     (["--set", "batch_size=1"], ["batch_size", "greater than 1"]),
     (["--set", "policy_kwargs.activation_fn=nn.ReLU"], ["'nn.ReLU'", "relu"]),
     (["--device", "tpu"], ["'tpu'", "cpu, cuda, auto"]),
+    (["--threads", "0"], ["threads: 0", "integer >= 1"]),
+    (["--eval-episodes", "0"], ["eval_episodes: 0", "integer >= 1"]),
 ]
 
 
@@ -136,12 +139,15 @@ def test_cli_arguments_become_a_typed_config_that_round_trips() -> None:
             "--eval-episodes",
             "3",
             "--save-model",
+            "--threads",
+            "2",
             "--seed",
             "7",
         ]
     )
     config = config_from_args(args)
     assert isinstance(config, TrainConfig)
+    assert config.threads == 2 and config.eval_episodes == 3
     assert config.betas == (0.98, 0.92, 0.99) and config.optimizer_extra == {"max_grad_norm": 1.0}
     assert config.overrides == {"learning_starts": 100, "policy_kwargs": {"net_arch": [64, 64]}}
     again = config_from_args(build_parser().parse_args(["train", *config.to_cli_args()]))
@@ -152,3 +158,22 @@ def test_cli_arguments_become_a_typed_config_that_round_trips() -> None:
         config.optimizer_extra,
         True,
     )
+
+
+def test_threads_are_set_for_the_run_recorded_and_restored(tiny_config) -> None:
+    import torch
+
+    from rlopt.cli import main
+    from rlopt.train import run_training
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    config = tiny_config("ppo", "adam", threads=2 if before != 2 else 1)
+    run_training(config, on_eval=lambda point: seen.append(torch.get_num_threads()))
+    assert seen == [config.threads] * len(seen) and seen
+    assert json.loads((config.run_dir / "config.json").read_text())["threads"] == config.threads
+    assert "--threads" in (config.run_dir / "command.txt").read_text()
+    assert torch.get_num_threads() == before
+    again = config.run_dir.with_name("cli")
+    assert main(["train", *replace(config, run_dir=again).to_cli_args(), "--no-progress"]) == 0
+    assert json.loads((again / "config.json").read_text())["threads"] == config.threads

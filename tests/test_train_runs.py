@@ -33,6 +33,9 @@ METRIC_KEYS = {
     "timesteps_done",
     "wall_time_s",
     "steps_per_s",
+    "eval_time_s",
+    "eval_share",
+    "gradient_steps",
 }
 
 
@@ -243,3 +246,29 @@ def test_smoke_suite_tasks_train_at_their_suite_budget(tiny_config, task: str) -
     assert [p.timesteps for p in summary.evaluations][:2] == [spec.eval_freq, 2 * spec.eval_freq]
     assert all(len(p.returns) == spec.eval_episodes for p in summary.evaluations)
     assert np.isfinite(normalized_score(spec, summary.final_return))
+
+
+def test_sac_reports_its_gradient_steps(tiny_config) -> None:
+    """SB3's SAC takes one gradient step per env step once ``num_timesteps > learning_starts``."""
+    summary = run_training(tiny_config("sac", "adam", timesteps=160))
+    metrics = _metrics(summary.run_dir)
+    assert metrics["gradient_steps"] == 160 - 64 == summary.gradient_steps
+    assert metrics["reason"] == "trained 160 env steps, 96 gradient steps"
+
+
+def test_sac_budget_below_learning_starts_warns_and_says_no_gradient_step_ran(tiny_config, caplog) -> None:
+    config = tiny_config("sac", "adam", timesteps=160, overrides={"learning_starts": 500})
+    with caplog.at_level(logging.WARNING, logger="rlopt.train"):
+        summary = run_training(config)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("learning_starts is 500" in w and "160 env steps" in w for w in warnings), warnings
+    assert summary.status == "ok" and summary.gradient_steps == 0
+    assert _metrics(config.run_dir)["reason"] == (
+        "trained 160 env steps, 0 gradient steps (SAC's learning_starts=500 was not passed)"
+    )
+
+
+def test_ppo_gradient_steps_are_its_minibatch_updates(tiny_config) -> None:
+    """256 steps in rollouts of 128, 2 epochs of 2 minibatches of 64 each: 8 optimizer steps."""
+    summary = run_training(tiny_config("ppo", "adopt"))
+    assert summary.gradient_steps == 2 * 2 * 2 == _metrics(summary.run_dir)["gradient_steps"]

@@ -58,7 +58,13 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="further optimizer argument, value as YAML (repeatable), e.g. gamma=0.25",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the agent, its networks and the training envs (the evaluation env gets seed + 1000003); "
+        "the same seed and options give the same run on the same machine (default: 0)",
+    )
     parser.add_argument(
         "--timesteps",
         type=int,
@@ -68,6 +74,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument(
         "--n-envs", type=int, default=None, help="parallel training envs (default: the agent's)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1, fastest for these network sizes, see README Performance)",
     )
     parser.add_argument(
         "--run-dir",
@@ -110,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         timesteps=args.timesteps,
         device=args.device,
         n_envs=args.n_envs,
+        threads=args.threads,
         run_dir=args.run_dir,
         overrides=parse_set(args.overrides),
         eval_freq=args.eval_freq,
