@@ -48,6 +48,7 @@ from rlopt.errors import ConfigError
 from rlopt.evaluation import EvalCallback, EvalPoint
 from rlopt.hparams import AgentHparams, check_algo, initial_learning_rate, resolve_agent, sb3_defaults
 from rlopt.optim import ResolvedOptimizer, get_spec, resolve
+from rlopt.optim._compiled import FUSED_BREAK_EVEN
 from rlopt.run_folder import jsonable, start_run_folder, write_json
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ class TrainConfig:
     weight_decay: float | None = None
     """``None``: the optimizer's default."""
     optimizer_extra: dict[str, Any] = field(default_factory=dict)
-    """Further optimizer arguments (e.g. ``{"gamma": 0.1}`` for dgclip)."""
+    """Further optimizer arguments (e.g. ``{"gamma": 0.1}`` for dgclip). For the rules with a compiled
+    kernel (adopt, adan, adabelief, adamssm) ``fused`` defaults to ``"auto"``: ``True`` when the run's
+    :func:`expected_gradient_steps` reach :data:`rlopt.optim._compiled.FUSED_BREAK_EVEN`, else ``False``
+    (the choice is in ``config.json``, ``optimizer.fused_auto``)."""
     seed: int = 0
     timesteps: int | None = None
     """Env steps to train for; ``None``: the budget the agent's hyperparameters were tuned for."""
@@ -176,6 +180,8 @@ class TrainPlan:
     run_dir: Path
     device: str
     diagnostics_interval: int
+    fused_auto: dict[str, Any] | None = None
+    """How ``fused="auto"`` was decided (rules with a compiled kernel only), ``None`` where it was not."""
 
     def as_config_json(self) -> dict[str, Any]:
         spec = get_spec(self.optimizer.name)
@@ -195,6 +201,7 @@ class TrainPlan:
                 "source": spec.source,
                 "paper": spec.paper,
                 "injected_into": roles,
+                "fused_auto": self.fused_auto,
             },
             "agent": {**self.agent.as_dict(), "sb3_defaults_used": _sb3_defaults_used(self.agent)},
             "gradient_clipping": gradient_clipping(self.agent, self.optimizer),
@@ -367,6 +374,46 @@ def default_run_dir(algo: str, env: str, optimizer: str, seed: int) -> Path:
     return candidate
 
 
+def _has_compiled_rule(name: str) -> bool:
+    """Whether ``name`` is one of rlopt's rules with a compiled kernel (its ``fused`` option is boolean)."""
+    try:
+        spec = get_spec(name)
+    except (ValueError, KeyError):
+        return False  # resolve() reports the bad name
+    return spec.source == "rlopt" and spec.extra.get("fused") is False
+
+
+def _steps_per_train_call(agent: AgentHparams, n_envs: int) -> tuple[int, int]:
+    """SAC's (env steps between two ``train`` calls, gradient steps per call) from its hyperparameters."""
+    freq = agent.kwargs.get("train_freq", 1)
+    every = int(freq[0] if isinstance(freq, (tuple, list)) else freq)
+    if isinstance(freq, (tuple, list)) and len(freq) > 1 and str(freq[1]).startswith("episode"):
+        every = 1000  # episodes of unknown length: MuJoCo's time limit
+    env_steps = max(1, every) * n_envs
+    gradient_steps = int(agent.kwargs.get("gradient_steps", 1))
+    return env_steps, env_steps if gradient_steps < 0 else gradient_steps
+
+
+def expected_gradient_steps(agent: AgentHparams, timesteps: int, n_envs: int) -> int:
+    """Optimizer steps a run will take, from the agent's hyperparameters (PPO: at most, ``target_kl`` may
+    stop epochs early).
+
+    PPO: ``ceil(T / (n_steps n_envs))`` rollouts of ``n_epochs * ceil(n_steps n_envs / batch_size)``
+    minibatch steps. SAC: ``train`` every ``train_freq`` steps once ``learning_starts`` is passed, with
+    ``gradient_steps`` each (``-1``: as many as the env steps collected).
+    """
+    if agent.algo == "ppo":
+        defaults = sb3_defaults("ppo")
+        rollout = int(agent.kwargs.get("n_steps", defaults["n_steps"])) * n_envs
+        batch = int(agent.kwargs.get("batch_size", defaults["batch_size"]))
+        epochs = int(agent.kwargs.get("n_epochs", defaults["n_epochs"]))
+        return -(-timesteps // rollout) * epochs * -(-rollout // batch)
+    starts = int(agent.kwargs.get("learning_starts", sb3_defaults("sac")["learning_starts"]))
+    every, per_call = _steps_per_train_call(agent, n_envs)
+    done = -(-timesteps // n_envs) * n_envs
+    return max(0, -(-(done - starts) // every)) * per_call
+
+
 def _plan(config: TrainConfig) -> TrainPlan:
     algo = check_algo(config.algo)
     task = check_task(config.env)
@@ -382,6 +429,20 @@ def _plan(config: TrainConfig) -> TrainPlan:
     ):
         raise ConfigError(f"Invalid learning rate: {config.lr!r} (accepted: a finite number > 0)")
     agent = resolve_agent(algo, task, config.overrides, lr=None if config.lr is None else float(config.lr))
+    timesteps = (
+        agent.n_timesteps if config.timesteps is None else _positive_int(config.timesteps, "timesteps")
+    )
+    n_envs = agent.n_envs if config.n_envs is None else _positive_int(config.n_envs, "n_envs")
+    extra = dict(config.optimizer_extra)
+    fused_auto: dict[str, Any] | None = None
+    if _has_compiled_rule(config.optimizer) and extra.get("fused", "auto") == "auto":
+        expected = expected_gradient_steps(agent, timesteps, n_envs)
+        extra["fused"] = expected >= FUSED_BREAK_EVEN
+        fused_auto = {
+            "expected_gradient_steps": expected,
+            "break_even": FUSED_BREAK_EVEN,
+            "fused": extra["fused"],
+        }
     try:
         optimizer = resolve(
             config.optimizer,
@@ -389,16 +450,12 @@ def _plan(config: TrainConfig) -> TrainPlan:
             betas=config.betas,
             eps=config.eps,
             weight_decay=config.weight_decay,
-            **dict(config.optimizer_extra),
+            **extra,
         )
     except ConfigError:
         raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from exc
-    timesteps = (
-        agent.n_timesteps if config.timesteps is None else _positive_int(config.timesteps, "timesteps")
-    )
-    n_envs = agent.n_envs if config.n_envs is None else _positive_int(config.n_envs, "n_envs")
     threads = DEFAULT_THREADS if config.threads is None else _positive_int(config.threads, "threads")
     eval_freq = (
         max(EVAL_MIN_FREQ, timesteps // DEFAULT_EVALUATIONS)
@@ -439,6 +496,7 @@ def _plan(config: TrainConfig) -> TrainPlan:
         run_dir=run_dir,
         device=device,
         diagnostics_interval=interval,
+        fused_auto=fused_auto,
     )
 
 

@@ -272,3 +272,30 @@ def test_ppo_gradient_steps_are_its_minibatch_updates(tiny_config) -> None:
     """256 steps in rollouts of 128, 2 epochs of 2 minibatches of 64 each: 8 optimizer steps."""
     summary = run_training(tiny_config("ppo", "adopt"))
     assert summary.gradient_steps == 2 * 2 * 2 == _metrics(summary.run_dir)["gradient_steps"]
+
+
+def test_fused_auto_compiles_only_past_the_break_even_and_is_recorded(tiny_config) -> None:
+    """ADOPT/Adan/AdaBelief/AdamSSM default to fused="auto": the compiled kernel when the run's expected
+    gradient steps reach FUSED_BREAK_EVEN, the eager rule below; an explicit fused=... is kept."""
+    from rlopt.optim._compiled import FUSED_BREAK_EVEN
+    from rlopt.train import expected_gradient_steps
+
+    long_sac = TrainConfig(algo="sac", env="HalfCheetah-v5", optimizer="adopt", timesteps=100_000).validate()
+    assert long_sac.optimizer.extra["fused"] is True
+    assert long_sac.fused_auto == {"expected_gradient_steps": 90_000, "break_even": FUSED_BREAK_EVEN,
+                                   "fused": True}
+    short = TrainConfig(algo="sac", env="HalfCheetah-v5", optimizer="adan", timesteps=20_000).validate()
+    assert short.optimizer.extra["fused"] is False and short.fused_auto["expected_gradient_steps"] == 10_000
+    ppo = TrainConfig(algo="ppo", env="HalfCheetah-v5", optimizer="adabelief", timesteps=200_000).validate()
+    assert ppo.fused_auto["expected_gradient_steps"] == 391 * 20 * 8 and ppo.optimizer.extra["fused"] is True
+    kept = TrainConfig(algo="sac", env="HalfCheetah-v5", optimizer="adopt", timesteps=100_000,
+                       optimizer_extra={"fused": False}).validate()
+    assert kept.optimizer.extra["fused"] is False and kept.fused_auto is None
+    assert TrainConfig(algo="sac", optimizer="adam", timesteps=100_000).validate().fused_auto is None
+
+    config = tiny_config("sac", "adamssm")  # 96 gradient steps: eager
+    plan = config.validate()
+    summary = run_training(config)
+    recorded = json.loads((summary.run_dir / "config.json").read_text())["optimizer"]
+    assert recorded["fused_auto"]["fused"] is False and recorded["extra_effective"]["fused"] is False
+    assert summary.gradient_steps == expected_gradient_steps(plan.agent, plan.timesteps, plan.n_envs) == 96

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=0,
         help="seeds the agent, its networks and the training envs (the evaluation env gets seed + 1000003); "
-        "the same seed and options give the same run on the same machine (default: 0)",
+        "on the CPU the same seed and options repeat the same run (default: 0)",
     )
     parser.add_argument(
         "--timesteps",
@@ -97,11 +97,24 @@ def register(subparsers: Any) -> None:
         "policy_kwargs.net_arch=[64,64]",
     )
     parser.add_argument(
-        "--eval-freq", type=int, default=None, help="env steps between evaluations (default: timesteps/20)"
+        "--eval-freq",
+        type=int,
+        default=None,
+        help="env steps between evaluations, plus one after the last update "
+        "(default: max(10000, timesteps/20), which keeps evaluation under 10%% of the run)",
     )
-    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=None,
+        help="episodes per evaluation, deterministic policy on a separate env (default: 5)",
+    )
     parser.add_argument("--save-model", action="store_true", help="also write model.zip (+ vecnormalize.pkl)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (on a terminal) or progress lines (when stdout is not a terminal)",
+    )
     parser.set_defaults(func=run)
 
 
