@@ -1,16 +1,22 @@
-"""The ``rlopt`` command: ``train | study run | study status | report | optimizers``.
+"""The ``rlopt`` command: ``train | study run | study status | study export | report | verdict | optimizers``.
 
 Each subcommand lives in ``rlopt/commands/<name>.py`` with a ``register(subparsers)`` function that adds
 its parser and sets ``func``. Bad user input (``ValueError``, including :class:`rlopt.errors.ConfigError`)
-is printed as one line, ``rlopt: error: ...``, with exit code 2.
+is printed as one line, ``rlopt: error: ...``, with exit code 2; a study that cannot go on
+(:class:`rlopt.errors.StudyStopped`: a read-only or full disk) as one line with exit code 1. SIGTERM (what
+``timeout``, systemd and Slurm send) is handled as Ctrl-C: the run or trial in progress is closed as
+``stopped`` and the command exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+
+from rlopt.errors import StudyStopped
 
 COMMAND_MODULES = ("optimizers", "train", "study", "report", "verdict")
 
@@ -20,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlopt",
         description="Compare adaptive optimizers and their beta settings in deep RL (SB3 PPO/SAC on MuJoCo).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"rlopt.commands.{name}")
@@ -28,7 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rlopt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread, so it is handled as Ctrl-C is."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupt_on_sigterm()
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
@@ -38,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"rlopt: error: {exc}", file=sys.stderr)
         return 2
+    except StudyStopped as exc:
+        print(f"rlopt: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rlopt: interrupted", file=sys.stderr)
         return 130

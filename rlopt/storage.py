@@ -65,6 +65,16 @@ def check_url(url: str) -> str:
             f"unsupported storage {redact(url)!r} (accepted: sqlite:///path/to/study.db or "
             "postgresql://user:password@host:port/database)"
         )
+    if _scheme(url) == "sqlite" and sqlite_path(url) is None:
+        raise ConfigError(f"{url!r} is an in-memory database, which no worker or later command can see "
+                          "(accepted: sqlite:///path/to/study.db)")
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).port  # noqa: B018  (parses the port)
+    except ValueError as exc:
+        raise ConfigError(f"{redact(url)!r}: the port is not a number (accepted: "
+                          "postgresql://user:password@host:5432/database)") from exc
     if url.startswith("postgresql://"):
         url = f"postgresql+{_postgres_driver()}://" + url[len("postgresql://"):]
     return url
@@ -128,14 +138,7 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
     """
     path = sqlite_path(url)
     if path is not None:
-        folder = path.resolve().parent
-        if will_create is not None and folder == will_create.resolve():
-            return
-        if not folder.is_dir():
-            raise ConfigError(f"{url!r}: folder {folder} does not exist "
-                              "(accepted: an SQLite file in an existing folder)")
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"{url!r}: {path} is not a file")
+        check_sqlite_file(url, path, will_create)
         return
     from sqlalchemy import create_engine, text
 
@@ -149,6 +152,40 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
                           "(accepted: the URL of a running server that accepts this user)") from exc
     finally:
         engine.dispose()
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(url: str, path: Path, will_create: Path | None = None) -> None:
+    """An SQLite study file must be a database (or not exist yet) in a folder this process can write.
+
+    Raises:
+        ConfigError: one line naming the file or folder and what is accepted.
+    """
+    import os
+
+    folder = path.resolve().parent
+    if will_create is not None and folder == will_create.resolve():
+        anchor = next((p for p in [folder, *folder.parents] if p.exists()), None)
+        if anchor is not None and (not anchor.is_dir() or not os.access(anchor, os.W_OK | os.X_OK)):
+            raise ConfigError(f"{url!r}: cannot create {folder} under {anchor} (not a writable folder; "
+                              "accepted: --runs-dir in a writable folder)")
+        if anchor != folder:
+            return
+    if not folder.is_dir():
+        raise ConfigError(f"{url!r}: folder {folder} does not exist "
+                          "(accepted: an SQLite file in an existing folder)")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{url!r}: {path} is not a file (accepted: an SQLite database file)")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise ConfigError(f"{url!r}: {path} is not an SQLite database (accepted: a study.db "
+                                  "written by rlopt, or a path where none exists yet)")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{url!r}: {path if path.exists() else folder} cannot be written (read-only?) "
+                          "(accepted: an SQLite file in a writable folder)")
 
 
 def open_storage(url: str, interval: int, grace_period: int) -> RDBStorage:

@@ -28,6 +28,7 @@ from rlopt.storage import check_reachable, check_url, default_url, existing_stud
 from rlopt.study_runner import Worker, arm_study_name, default_parallel_runs
 from rlopt.study_spec import StudySpec
 from rlopt.trial_execution import exit_with_parent
+from rlopt.trial_runs import check_agents_build
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
     except ConfigError as exc:
         raise ConfigError(f"{file}: {storage_key}: {exc}") from exc
     check_existing(spec, location, file)
+    try:
+        check_agents_build(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
     location.study_dir.mkdir(parents=True, exist_ok=True)
     if spec.path is not None:
         (location.study_dir / STUDY_YAML).write_text(spec.path.read_text())
@@ -153,6 +158,9 @@ def _worker_main(
     spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int, invocation: str
 ) -> None:
     exit_with_parent()
+    from rlopt.cli import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {index}] %(message)s",
                         datefmt="%H:%M:%S")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -272,11 +280,13 @@ def run_study(
                 log.error("worker-0 failed: %s", exc)
         for process in processes:
             process.join()
-    except BaseException:
+    except BaseException:  # Ctrl-C or SIGTERM: the other workers stop too (each fails its trial cleanly)
         for process in processes:
-            process.join(timeout=60)
+            process.terminate()
+        for process in processes:
+            process.join(timeout=150)
             if process.is_alive():
-                process.terminate()
+                process.kill()
         raise
     if own_error is not None and not processes:
         raise own_error

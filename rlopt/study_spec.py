@@ -91,6 +91,11 @@ MIN_GRACE_PERIOD_S = 10
 """Shortest accepted grace period: a heartbeat thread can miss beats for seconds on a loaded machine (a
 SQLite write waiting for another process's lock, the scheduler), and a trial declared dead is run twice."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_SEEDS = 1000
+MAX_SEED = 2**32 - 1
+"""numpy's seed range."""
+MAX_TIMESTEPS = 10**9
+"""A budget beyond any run this suite can make (10^9 env steps is weeks of one core per run)."""
 SHORT_NAMES = {"lr": "lr", "beta1": "b1", "beta2": "b2", "beta3": "b3", "eps": "eps",
                "weight_decay": "wd", "kappa": "kappa"}
 """Abbreviations used in setting labels (``adopt b2=0.9999``)."""
@@ -287,6 +292,15 @@ def _int(where: _Where, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def _setting_label(where: _Where, value: Any) -> str:
+    """A setting's label: text with a letter or digit and no path separator (it names run folders)."""
+    label = _text(where, value)
+    if not re.search(r"[A-Za-z0-9]", label) or re.search(r"[/\\\x00-\x1f]", label):
+        raise where.error(f"{label!r} is not accepted (accepted: text with a letter or digit and no '/', "
+                          "'\\' or control characters, e.g. 'adam b2=0.99')")
+    return label
+
+
 def _text(where: _Where, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise where.error(f"{value!r} is not accepted (accepted: non-empty text)")
@@ -445,7 +459,7 @@ def _parse_arm(
                                                "a setting cannot fix it")
                     setting[key] = _check_scalar(sw / key, key, entry[key])
             if "label" in entry:
-                setting["label"] = _text(sw / "label", entry["label"])
+                setting["label"] = _setting_label(sw / "label", entry["label"])
             if "overrides" in entry:
                 setting["overrides"] = _overrides(sw / "overrides", entry["overrides"])
             settings.append(setting)
@@ -528,15 +542,24 @@ def _parse_tasks(where: _Where, data: Mapping[str, Any]) -> tuple[tuple[str, ...
     return tuple(out), None
 
 
+def _bounded(where: _Where, value: Any, minimum: int, maximum: int, what: str) -> int:
+    number = _int(where, value, minimum=minimum)
+    if number > maximum:
+        raise where.error(f"{value!r} is not accepted (accepted: {what}, {minimum} to {maximum:,})")
+    return number
+
+
 def _parse_seeds(where: _Where, value: Any) -> tuple[int, ...]:
     if isinstance(value, list):
         if not value:
             raise where.error("an empty list is not accepted (accepted: a count >= 1 or a list of seeds)")
-        seeds = tuple(_int(where / i, s, minimum=0) for i, s in enumerate(value))
+        if len(value) > MAX_SEEDS:
+            raise where.error(f"a list of {len(value)} seeds is not accepted (accepted: at most {MAX_SEEDS})")
+        seeds = tuple(_bounded(where / i, s, 0, MAX_SEED, "a seed") for i, s in enumerate(value))
         if len(set(seeds)) != len(seeds):
             raise where.error(f"{list(seeds)} repeats a seed (accepted: distinct seeds)")
         return seeds
-    return tuple(range(_int(where, value)))
+    return tuple(range(_bounded(where, value, 1, MAX_SEEDS, "a number of seeds")))
 
 
 def _parse_claim(where: _Where, value: Any) -> Any:
@@ -590,7 +613,7 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
     seeds = _parse_seeds(top / "seeds", data["seeds"])
     timesteps = None
     if "timesteps" in data:
-        timesteps = _int(top / "timesteps", data["timesteps"])
+        timesteps = _bounded(top / "timesteps", data["timesteps"], 1, MAX_TIMESTEPS, "env steps per run")
     elif suite is None:
         raise top.error("missing required key 'timesteps' "
                         "(needed with 'tasks'; a suite gives each task's budget)")
@@ -601,6 +624,10 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
             every=_int(top / "evaluation" / "every", ev["every"]) if "every" in ev else None,
             episodes=_int(top / "evaluation" / "episodes", ev["episodes"]) if "episodes" in ev else None,
         )
+    if evaluation.every is not None and timesteps is not None and evaluation.every > timesteps:
+        raise (top / "evaluation" / "every").error(
+            f"{evaluation.every} is more than the budget of {timesteps} env steps, so the only evaluation "
+            f"would be the final one (accepted: 1 to {timesteps})")
     if suite is None and evaluation.every is None:
         raise (top / "evaluation").error("missing 'every' (env steps between evaluations; "
                                           "needed with 'tasks', a suite gives each task's schedule)")
@@ -753,6 +780,8 @@ def load_spec(path: str | Path) -> StudySpec:
     from rlopt.study_yaml import read_yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a study file (accepted: a path to a studies/*.yaml)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file (accepted: a path to a studies/*.yaml file)")
     return parse_spec(read_yaml(path), file=str(path), path=path)

@@ -59,7 +59,13 @@ def find_study_dir(study: str | Path, runs_dir: str | Path = "runs") -> Path:
 def open_study(study: str | Path, storage: str | None = None, runs_dir: str | Path = "runs") -> OpenedStudy:
     """Open a study folder and its storage (read as is; nothing is created)."""
     study_dir = find_study_dir(study, runs_dir)
-    meta = json.loads((study_dir / STUDY_JSON).read_text())
+    try:
+        meta = json.loads((study_dir / STUDY_JSON).read_text())
+        arm_names = dict(meta["arms"])
+        name = str(meta["name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{study_dir / STUDY_JSON} is damaged ({type(exc).__name__}: {exc}; accepted: "
+                          "the study.json that rlopt study run wrote, and rewrites on the next run)") from exc
     if storage is not None:
         url = check_url(storage)
     elif meta.get("storage") == DEFAULT_STORAGE:
@@ -69,15 +75,38 @@ def open_study(study: str | Path, storage: str | None = None, runs_dir: str | Pa
         if "***" in url:
             raise ConfigError(f"{study_dir / STUDY_JSON}: the storage password is not recorded "
                               f"(accepted: --storage {url})")
-    rdb = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+    return OpenedStudy(name, study_dir, url, _load_arms(url, arm_names))
+
+
+def _load_arms(url: str, arm_names: dict[str, str]) -> dict[str, optuna.Study]:
+    """Each arm's Optuna study, read only: a missing or damaged SQLite file is an error, never created."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rlopt.storage import SQLITE_HEADER, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist (accepted: the folder of a study that rlopt study run "
+                              "made, with its study.db, or --storage URL)")
+        with path.open("rb") as fh:
+            if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise ConfigError(f"{path} is not an SQLite database (damaged or truncated?)")
     arms = {}
-    for label, study_name in meta["arms"].items():
-        try:
-            arms[label] = optuna.load_study(study_name=study_name, storage=rdb)
-        except KeyError as exc:
-            raise ConfigError(f"storage {redact(url)} has no study {study_name!r} "
-                              "(accepted: the storage the study was run with, --storage URL)") from exc
-    return OpenedStudy(meta["name"], study_dir, url, arms)
+    try:
+        rdb = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+        for label, study_name in arm_names.items():
+            try:
+                arms[label] = optuna.load_study(study_name=study_name, storage=rdb)
+            except KeyError as exc:
+                raise ConfigError(f"storage {redact(url)} has no study {study_name!r} "
+                                  "(accepted: the storage the study was run with, --storage URL)") from exc
+            arms[label].get_trials(deepcopy=False)  # read now: a damaged file fails here, in one line
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise ConfigError(f"storage {redact(url)} cannot be read ({reason[0] if reason else exc}; damaged "
+                          "or truncated database?)") from exc
+    return arms
 
 
 def outcome(trial: FrozenTrial) -> str:

@@ -8,7 +8,9 @@ evaluation with status ``pruned`` and runs not yet started are skipped. A run th
 or its process dying) stops the others too; a run that diverges does not: its seeds' siblings are
 evidence of how often the setting diverges.
 
-A run process exits as soon as its parent dies (SIGKILL of a worker), so no orphan keeps training.
+A run process exits as soon as its parent dies (SIGKILL of a worker), so no orphan keeps training. When
+the worker itself is interrupted (Ctrl-C, SIGTERM), its runs get SIGTERM, which each handles as Ctrl-C:
+its folder says ``stopped`` and the trial is failed, to be retried by the next ``rlopt study run``.
 """
 
 from __future__ import annotations
@@ -66,8 +68,11 @@ def _run_main(config: Any, index: int, messages: Any, stop: Any) -> None:
     import optuna
     import torch
 
+    from rlopt.cli import interrupt_on_sigterm
     from rlopt.train import run_training
 
+    interrupt_on_sigterm()
+    threading.excepthook = _one_line_thread_error
     torch.set_num_threads(1)
 
     def on_eval(point: Any) -> None:
@@ -82,8 +87,16 @@ def _run_main(config: Any, index: int, messages: Any, stop: Any) -> None:
         messages.put(("end", index, "pruned", "stopped with its trial"))
     except KeyboardInterrupt:
         messages.put(("end", index, "stopped", "interrupted"))
+    except OSError as exc:  # the disk or folder (full, read-only): what the system said is the whole story
+        messages.put(("end", index, "failed", f"{type(exc).__name__}: {exc}".strip()))
     except BaseException as exc:
         messages.put(("end", index, "failed", f"{type(exc).__name__}: {exc}".strip(), traceback.format_exc()))
+
+
+def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:
+    """A helper thread of a run (TensorBoard's writer) failing, e.g. on a full disk: one line, not a trace."""
+    thread = args.thread.name if args.thread is not None else "a thread"
+    log.warning("%s of a run failed: %s: %s", thread, args.exc_type.__name__, args.exc_value)
 
 
 _CONTEXT: Any = None
@@ -174,9 +187,11 @@ def execute_runs(
 
 
 def _stop_all(active: dict[int, Any]) -> None:
-    """Give stopping runs time to finalise their folders, then end the rest."""
+    """Stop the runs now (SIGTERM: each closes its folder as ``stopped``), then end any that hang."""
+    for process in active.values():
+        process.terminate()
     for process in active.values():
         process.join(timeout=STOP_JOIN_TIMEOUT_S / max(1, len(active)))
         if process.is_alive():
-            process.terminate()
+            process.kill()
             process.join()

@@ -135,3 +135,59 @@ def resolved_hparams(spec: StudySpec, setting: Setting) -> dict[str, Any]:
     """The optimizer hyperparameters the first task's runs really use (after defaults and scaling)."""
     plan = train_config(spec, setting, RunKey(spec.tasks[0], spec.seeds[0]), None).validate()
     return plan.optimizer.as_dict()
+
+
+def check_agents_build(spec: StudySpec) -> None:
+    """Build, once per distinct (task, agent hyperparameters), the agent every setting would train.
+
+    ``rlopt train`` refuses a bad agent hyperparameter by building the agent; a study must refuse it
+    the same way before it writes anything, or every trial would fail at run time. Also refused: a
+    budget that a PPO rollout (``n_steps * n_envs`` steps before each update) overruns, or under which
+    SAC makes no gradient step (``learning_starts``).
+
+    Raises:
+        ConfigError: naming the setting, the task and the bad value.
+    """
+    import json
+    import warnings
+
+    from rlopt.search_space import corner_settings
+    from rlopt.train import _build
+
+    seen: set[str] = set()
+    for arm in spec.arms:
+        for setting in corner_settings(arm):
+            for task in spec.tasks:
+                config = train_config(spec, setting, RunKey(task, spec.seeds[0]), None)
+                plan = config.validate()
+                key = json.dumps([task, plan.n_envs, plan.agent.kwargs], sort_keys=True, default=repr)
+                if key in seen:
+                    continue
+                seen.add(key)
+                where = f"setting {setting.label!r} on {task}"
+                _check_budget(plan, where)
+                try:
+                    with warnings.catch_warnings():  # SB3's advice on odd sizes: the error says what matters
+                        warnings.simplefilter("ignore")
+                        env, eval_env, _ = _build(plan)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from exc
+                env.close()
+                eval_env.close()
+
+
+def _check_budget(plan: Any, where: str) -> None:
+    kwargs = plan.agent.kwargs
+    if plan.agent.algo == "ppo":
+        rollout = int(kwargs.get("n_steps", 2048)) * plan.n_envs
+        if rollout > plan.timesteps:
+            raise ConfigError(f"{where}: n_steps * n_envs = {rollout:,} is more than the budget of "
+                              f"{plan.timesteps:,} env steps: PPO collects a whole rollout before each "
+                              "update, so the first one alone would overrun the budget (accepted: n_steps * "
+                              "n_envs <= timesteps)")
+    elif plan.agent.algo == "sac":
+        starts = int(kwargs.get("learning_starts", 100))
+        if starts >= plan.timesteps:
+            raise ConfigError(f"{where}: learning_starts = {starts:,} is not below the budget of "
+                              f"{plan.timesteps:,} env steps, so no gradient step would run (accepted: "
+                              "learning_starts < timesteps)")

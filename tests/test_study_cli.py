@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,31 @@ CASES = [
         ["storage: 'sqlite:////nonexistent/rlopt/x.db': folder /nonexistent/rlopt does not exist"],
     ),
     ("not YAML", "seeds: 1", "seeds: [1", ["not valid YAML at line"]),
+    ("a billion seeds", "seeds: 1", "seeds: 1.0e9", ["seeds: 1000000000.0 is not accepted", "1 to 1,000)"]),
+    ("a seed list too long", "seeds: 1", "seeds: [" + ", ".join(map(str, range(1001))) + "]",
+     ["seeds: a list of 1001 seeds is not accepted", "at most 1000"]),
+    ("budget 1e30", "timesteps: 256", "timesteps: 1.0e30",
+     ["timesteps: 1e+30 is not accepted", "1 to 1,000,000,000"]),
+    ("evaluation interval past the budget", "evaluation: {every: 128}", "evaluation: {every: 512}",
+     ["evaluation.every: 512 is more than the budget of 256", "accepted: 1 to 256"]),
+    ("setting label '..'", "- optimizer: adam", "- {optimizer: adam, settings: [{beta2: 0.99, label: '..'}]}",
+     ["optimizers[0].settings[0].label: '..' is not accepted", "a letter or digit"]),
+    ("setting label with a slash", "- optimizer: adam",
+     "- {optimizer: adam, settings: [{beta2: 0.99, label: 'a/../b'}]}", ["label: 'a/../b' is not accepted"]),
+    ("negative n_steps", "seeds: 1", "seeds: 1\noverrides: {n_steps: -5}",
+     ["setting 'adam' on InvertedPendulum-v5: Invalid PPO setup", "n_steps=-5"]),
+    ("net_arch as text", "seeds: 1", "seeds: 1\noverrides: {policy_kwargs: {net_arch: big}}",
+     ["setting 'adam' on InvertedPendulum-v5: Invalid PPO setup"]),
+    ("rollout past the budget", "seeds: 1", "seeds: 1\noverrides: {n_steps: 1000000000}",
+     ["n_steps * n_envs = 1,000,000,000 is more than the budget of 256 env steps"]),
+    ("in-memory sqlite", "seeds: 1", "seeds: 1\nstorage: 'sqlite://'",
+     ["storage: 'sqlite://' is an in-memory"]),
+    ("sqlite :memory:", "seeds: 1", "seeds: 1\nstorage: 'sqlite:///:memory:'", ["is an in-memory database"]),
+    ("postgresql port not a number", "seeds: 1", "seeds: 1\nstorage: postgresql://u@127.0.0.1:abc/db",
+     ["the port is not a number", "accepted: postgresql://user:password@host:5432/database"]),
+    ("heartbeat too short for a loaded machine", "seeds: 1",
+     "seeds: 1\nheartbeat: {interval: 1, grace_period: 4}",
+     ["heartbeat.grace_period: 4 is too short", ">= 10 s"]),
 ]
 
 
@@ -111,3 +138,59 @@ def test_recorded_study_command_is_the_typed_one_without_the_storage_password(ty
     words = shlex.split(recorded)
     assert words[:4] == ["rlopt", "study", "run", "s.yaml"] and words[-2:] == ["--workers", "2"]
     assert " ".join(words[4:-2]).replace("=", " ") == "--storage postgresql://rl:***@db.lab/optuna"
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_folder_given_as_study_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    line = _one_error_line(run_rlopt("study", "run", "studies", cwd=tmp_path, quiet_warnings=False))
+    assert line == ("rlopt: error: studies: is a folder, not a study file "
+                    "(accepted: a path to a studies/*.yaml)")
+
+
+def test_runs_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "ok.yaml").write_text(GOOD)
+    (tmp_path / "runs").write_text("not a folder\n")
+    line = _one_error_line(run_rlopt("study", "run", "ok.yaml", "--runs-dir", "runs", cwd=tmp_path,
+                                     quiet_warnings=False))
+    assert "cannot create" in line and "not a writable folder" in line, line
+    assert (tmp_path / "runs").read_text() == "not a folder\n"
+
+
+def test_sqlite_storage_pointing_at_a_text_file_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    (tmp_path / "ok.yaml").write_text(GOOD)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    line = _one_error_line(run_rlopt("study", "run", "ok.yaml", "--storage", f"sqlite:///{tmp_path}/notes.txt",
+                                     "--runs-dir", "runs", cwd=tmp_path, quiet_warnings=False))
+    assert "notes.txt is not an SQLite database" in line, line
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+@pytest.mark.parametrize("damage", ["missing study.db", "truncated study.db", "study.json without arms"])
+def test_status_and_report_on_a_damaged_study_say_so_in_one_line_and_write_nothing(
+    tmp_path: Path, command: str, damage: str
+) -> None:
+    study = tmp_path / "runs" / "broken"
+    study.mkdir(parents=True)
+    meta = {"name": "broken", "storage": "default", "arms": {"adam": "broken/adam"}}
+    if damage == "study.json without arms":
+        meta.pop("arms")
+    (study / "study.json").write_text(json.dumps(meta))
+    if damage == "truncated study.db":
+        (study / "study.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args = ["study", "status", str(study), "--no-plots"] if command == "status" else ["report", str(study)]
+    line = _one_error_line(run_rlopt(*args, cwd=tmp_path, quiet_warnings=False))
+    assert line.startswith("rlopt: error: "), line
+    expected = {"missing study.db": "study.db does not exist", "truncated study.db": "cannot be read",
+                "study.json without arms": "study.json is damaged"}[damage]
+    assert expected in line, line
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

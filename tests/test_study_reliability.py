@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from _pg import postgres_server
+from _processes import alive, cpu_load, descendants, wait_for
 from _study_files import arm_trials, rlopt_command, run_rlopt, write_study
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,41 +20,6 @@ from rlopt.results import load_runs
 from rlopt.stats import iqm
 
 pytestmark = pytest.mark.slow
-
-WAIT_S = 180.0
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
-
 
 def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(tmp_path: Path) -> None:
     grid = "  - optimizer: adopt\n    beta2: [0.99, 0.9999]\n"
@@ -83,8 +48,8 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
             return ((first / "metrics.json").is_file() and '"ok"' in (first / "metrics.json").read_text()
                     and evals.exists() and len(evals.read_text().splitlines()) >= 2)
 
-        _wait_for(second_seed_of_second_trial_is_training, "the second trial's second seed to be training")
-        children = _descendants(worker.pid)
+        wait_for(second_seed_of_second_trial_is_training, "the second trial's second seed to be training")
+        children = descendants(worker.pid)
         assert children, "the trial's runs should be processes below the worker"
         before = arm_trials(url, "killed", "adopt")
         finished_seed = study_dir / before[1].user_attrs["run_dirs"][0]
@@ -96,7 +61,7 @@ def test_killed_worker_trial_goes_stale_is_retried_and_finished_trials_are_kept(
         if worker.poll() is None:
             worker.kill()
         worker.communicate()
-    _wait_for(lambda: not any(_alive(pid) for pid in children), "the killed worker's runs to exit")
+    wait_for(lambda: not any(alive(pid) for pid in children), "the killed worker's runs to exit")
 
     again = run_rlopt("study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -150,7 +115,7 @@ def test_pruned_trial_of_a_searched_setting_stops_all_of_its_runs(tmp_path: Path
 def test_two_workers_on_postgresql_run_each_grid_point_exactly_once(tmp_path: Path) -> None:
     grid = "  - optimizer: adopt\n    beta2: [0.9, 0.99, 0.999, 0.9999]\n"
     path = write_study(tmp_path, "shared", grid, seeds=1)
-    with postgres_server() as url:
+    with postgres_server() as url, cpu_load(4):  # a loaded machine: 4 busy loops on top of the 2 workers
         result = run_rlopt("study", "run", path, "--workers", "2", "--storage", url, "--runs-dir",
                            tmp_path / "runs", "--no-plots", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]

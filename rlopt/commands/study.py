@@ -52,7 +52,10 @@ def _quiet_libraries() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from rlopt.errors import ConfigError
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rlopt.errors import ConfigError, StudyStopped
     from rlopt.study import run_study
     from rlopt.study_spec import load_spec
 
@@ -68,17 +71,25 @@ def run_command(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise ConfigError(f"--storage: {exc}") from exc
     _quiet_libraries()
-    location, outcome = run_study(
-        spec,
-        storage=args.storage,
-        runs_dir=args.runs_dir,
-        workers=args.workers,
-        parallel_runs=args.parallel_runs,
-        file=args.file,
-        command=_command_line(args),
-    )
+    try:
+        location, outcome = run_study(spec, storage=args.storage, runs_dir=args.runs_dir,
+                                      workers=args.workers, parallel_runs=args.parallel_runs, file=args.file,
+                                      command=_command_line(args))
+    except (OSError, SQLAlchemyError, StorageInternalError) as exc:
+        raise StudyStopped(f"study {spec.name} stopped: {_one_line(exc)}; finished trials are kept, and the "
+                           "same command resumes once the storage and study folder can be written") from exc
     _show(str(location.study_dir), location.url, args.runs_dir, not args.no_plots)
     return _say_outcome(spec.name, location.study_dir, outcome)
+
+
+def _one_line(exc: BaseException) -> str:
+    """What the database or the system said: the innermost cause (Optuna wraps SQLAlchemy's error)."""
+    root: BaseException = exc
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    root = getattr(root, "orig", None) or root
+    text = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _say_outcome(name: str, study_dir: Any, outcome: Any) -> int:
