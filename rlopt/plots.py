@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from rlopt import atomic
 from rlopt.stats import Band, Interval
 
 DPI = 110
@@ -30,7 +31,7 @@ def colours(labels: Sequence[str]) -> dict[str, tuple[float, ...]]:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    atomic.save_figure(fig, path, dpi=DPI)
     return path
 
 
@@ -133,5 +134,5 @@ def heatmaps(panels: Sequence[Heatmap], path: Path, *, colorbar_label: str) -> P
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
     if image is not None:
         fig.colorbar(image, ax=list(axes), label=colorbar_label, fraction=0.046, pad=0.04)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic.save_figure(fig, path, dpi=DPI, bbox_inches="tight")
     return path

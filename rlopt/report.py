@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlopt import plots, stats
+from rlopt import atomic, plots, stats
 from rlopt.scores import (
     Normaliser,
     RunCensus,
@@ -33,6 +33,7 @@ from rlopt.scores import (
     common_grid,
     curve_matrix,
     is_usable,
+    mark_duplicates,
     run_state,
     scores,
     stability_values,
@@ -153,6 +154,7 @@ def write_report(
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    records = mark_duplicates(records)
     census = RunCensus.of(records)
     partial = census.partial if partial is None else partial
     normaliser = normaliser or Normaliser.from_runs(records)
@@ -165,12 +167,12 @@ def write_report(
             f"> **Partial data: the study is still running.** {census.describe()}. Every number below uses "
             f"the {census.usable} finished runs only and will change."
         )
-    excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed"))
+    excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed", "duplicate"))
     if excluded:
         w.add(
-            f"> {excluded} run(s) pruned, stopped or failed are left out of every statistic and counted "
-            "in the tables. Pruning removes poor runs, so an arm that lost runs to it may look better "
-            "than it is."
+            f"> {excluded} run(s) are left out of every statistic and listed under \"Runs left out\": "
+            "only runs that finished in a complete trial count, one per (setting, task, seed). Pruning "
+            "removes poor runs, so an arm that lost runs to it may look better than it is."
         )
 
     verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
@@ -190,8 +192,8 @@ def write_report(
         _stability(w, arms, normaliser, boot)
     _excluded_runs(w, records)
     md_path = out / "report.md"
-    md_path.write_text(w.markdown())
-    (out / "report.html").write_text(_html(w.markdown(), out, title or f"rlopt report: {study}"))
+    atomic.write_text(md_path, w.markdown())
+    atomic.write_text(out / "report.html", _html(w.markdown(), out, title or f"rlopt report: {study}"))
     return md_path
 
 

@@ -1,8 +1,10 @@
 """From run records to the per-task arrays that :mod:`rlopt.stats` works on.
 
-A run enters the statistics when it finished: status ``ok``, or ``diverged`` (a diverged run is a real
-outcome of its optimizer; it scores its last evaluation and its curve stays at that value). Pruned,
-stopped and failed runs, and runs still in progress, are left out and counted (:class:`RunCensus`).
+A run enters the statistics when it finished in a complete trial: status ``ok``, or ``diverged`` (a
+diverged run is a real outcome of its optimizer, scored by the rule
+:data:`rlopt.trial_objective.DIVERGED_RULE` that the trial objective uses too: its curve continues to
+its budget at the task's random-policy return). Pruned, stopped and failed runs, runs still in progress
+and second runs of a cell are left out and counted (:class:`RunCensus`).
 
 Scores are normalised per task so tasks can be pooled: ``(x − low) / (high − low)`` with reference
 scores (e.g. a random and an expert policy) when the study gives them, else with the worst and best
@@ -11,6 +13,8 @@ evaluation seen on that task in this study (:meth:`Normaliser.from_runs`), which
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +28,9 @@ from rlopt import stats
 from rlopt.errors import ConfigError
 
 USABLE_STATES = ("ok", "diverged")
-EXCLUDED_STATES = ("pruned", "stopped", "failed", "running")
+DUPLICATE = "DUPLICATE"
+"""Trial state given by :func:`mark_duplicates` to a second run of the same cell."""
+EXCLUDED_STATES = ("pruned", "stopped", "failed", "running", "duplicate")
 SCORE_METRICS = ("final_return", "auc")
 STABILITY_COUNTS = ("return_collapses", "loss_spikes", "nan_events")
 STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "diverged", "late_std")
@@ -70,12 +76,51 @@ class RunLike(Protocol):
     def run_dir(self) -> Path: ...
 
 
+TRIAL_STATES = {"PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "running",
+                DUPLICATE: "duplicate"}
+
+
 def run_state(record: RunLike) -> str:
-    """``ok | diverged | pruned | stopped | failed | running`` from the run's metrics and its trial state."""
+    """``ok | diverged | pruned | stopped | failed | running | duplicate``, from the run and its trial.
+
+    A run counts (``ok`` or ``diverged``) only when it finished *and* its trial is COMPLETE: a run that
+    finished inside a trial that failed or was pruned is left out (``failed``, ``pruned``; a failed
+    trial's finished runs move into its retry, where they count once the retry completes), and so is a
+    second run of the same (setting, task, seed) (``duplicate``, see :func:`mark_duplicates`).
+    """
     status = (record.metrics or {}).get("status")
+    if record.trial_state in TRIAL_STATES and (status in USABLE_STATES or record.trial_state == DUPLICATE):
+        return TRIAL_STATES[record.trial_state]
     if status in USABLE_STATES or status in ("pruned", "stopped", "failed"):
         return str(status)
-    return {"PRUNED": "pruned", "FAIL": "failed"}.get(record.trial_state, "running")
+    return TRIAL_STATES.get(record.trial_state, "running")
+
+
+def _with_trial_state(record: RunLike, state: str) -> RunLike:
+    if dataclasses.is_dataclass(record):
+        return dataclasses.replace(record, trial_state=state)
+    marked = copy.copy(record)
+    marked.trial_state = state  # type: ignore[misc]
+    return marked
+
+
+def mark_duplicates(records: Sequence[RunLike]) -> list[RunLike]:
+    """The records with every run after the first of a (arm, setting, task, seed) marked ``duplicate``.
+
+    Exactly one run per cell enters the statistics: the first finished one of a complete trial, in
+    trial order (a sampler that draws the same setting twice, or a study merged from two runs of it,
+    gives two). Records keep their order.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    out: list[RunLike] = []
+    for record in records:
+        key = ((record.params or {}).get("arm"), arm_label(record), record.task, record.seed)
+        if is_usable(record):
+            if key in seen:
+                record = _with_trial_state(record, DUPLICATE)
+            seen.add(key)
+        out.append(record)
+    return out
 
 
 def is_usable(record: RunLike) -> bool:
@@ -117,11 +162,48 @@ class RunCensus:
         return f"{self.total} runs: " + (", ".join(parts) if parts else "none")
 
 
-def _finite_curve(record: RunLike) -> tuple[np.ndarray, np.ndarray]:
+def _finite_curve(record: RunLike, continued: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The run's finite evaluations; a diverged run's continued to its budget by the diverged-run rule
+    (unless ``continued`` is False)."""
     steps = np.asarray(record.timesteps, dtype=float)
     returns = np.asarray(record.returns, dtype=float)
     keep = np.isfinite(steps) & np.isfinite(returns)
-    return steps[keep], returns[keep]
+    steps, returns = steps[keep], returns[keep]
+    if continued and run_state(record) == "diverged":
+        steps, returns = _continued(record, steps, returns)
+    return steps, returns
+
+
+def _continued(record: RunLike, steps: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation steps the diverged run did not reach (from its ``config.json``; one step past its last
+    when the schedule is unknown), each at the floor of :func:`rlopt.trial_objective.continue_diverged`."""
+    from rlopt.trial_objective import continue_diverged
+
+    schedule = _schedule(record)
+    last = float(steps[-1]) if len(steps) else 0.0
+    if schedule is None:
+        missing = np.array([last + 1.0])
+    else:
+        timesteps, every = schedule
+        planned = np.arange(every, timesteps + 1, every, dtype=float)
+        if timesteps % every:
+            planned = np.append(planned, float(timesteps))
+        missing = planned[planned > last] if len(planned[planned > last]) else np.array([last + 1.0])
+    continued = continue_diverged(record.task, list(returns), len(returns) + len(missing), 1)
+    if len(continued) <= len(returns):
+        return steps, returns
+    return np.concatenate([steps, missing]), np.asarray(continued, dtype=float)
+
+
+def _schedule(record: RunLike) -> tuple[int, int] | None:
+    """``(timesteps, evaluation interval)`` from the run folder's ``config.json``, if it has one."""
+    import json
+
+    try:
+        config = json.loads((Path(record.run_dir) / "config.json").read_text())
+        return int(config["timesteps"]), int(config["evaluation"]["freq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _finite(value: Any) -> float | None:
@@ -135,13 +217,14 @@ def _finite(value: Any) -> float | None:
 def run_score(record: RunLike, metric: str) -> float:
     """A run's raw score: ``final_return`` or ``auc`` from metrics.json, else from its eval curve.
 
-    A run whose metrics lack the value (e.g. diverged before the end) scores its last evaluation
-    (``final_return``) or the mean of its evaluations (``auc``); NaN when it has none.
+    A diverged run, or one whose metrics lack the value, scores from its curve (a diverged run's
+    continued by the diverged-run rule): the last evaluation (``final_return``) or their mean (``auc``);
+    NaN when it has none.
     """
     if metric not in SCORE_METRICS:
         raise ConfigError(f"score metric {metric!r} is not one of: {', '.join(SCORE_METRICS)}")
     value = _finite((record.metrics or {}).get(metric))
-    if value is not None:
+    if value is not None and run_state(record) != "diverged":
         return value
     _, returns = _finite_curve(record)
     if not len(returns):
@@ -312,8 +395,8 @@ def stability_values(records: Sequence[RunLike], metric: str, normaliser: Normal
 
 def common_grid(records: Iterable[RunLike]) -> np.ndarray:
     """Eval steps shared by the curves: every step any finished run evaluated at, up to the last step
-    every ``ok`` run reached (diverged runs end early and are held at their last value)."""
-    curves = [(run_state(r), _finite_curve(r)[0]) for r in records if is_usable(r)]
+    every ``ok`` run reached (diverged runs are continued to their budget by the diverged-run rule)."""
+    curves = [(run_state(r), _finite_curve(r, continued=False)[0]) for r in records if is_usable(r)]
     curves = [(state, steps) for state, steps in curves if len(steps)]
     if not curves:
         return np.empty(0)

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rlopt import atomic
 from rlopt.errors import ConfigError
 from rlopt.storage import check_url, default_url, redact
 from rlopt.study import DEFAULT_STORAGE, STUDY_JSON
@@ -245,7 +246,7 @@ def write_plots(opened: OpenedStudy) -> list[Path]:
                 continue
             folder.mkdir(exist_ok=True)
             path = folder / f"{label}_{name}.png"
-            figure.savefig(path, dpi=100, bbox_inches="tight")
+            atomic.save_figure(figure, path, dpi=100, bbox_inches="tight")
             plt.close(figure)
             written.append(path)
     return written

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlopt import stats
-from rlopt.scores import Normaliser, RunLike
+from rlopt.scores import Normaliser, RunLike, mark_duplicates
 from rlopt.verdict import Claim, Verdict, evaluate
 
 
@@ -31,7 +31,9 @@ def judge(
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> list[Verdict]:
-    """One verdict per claim (:func:`rlopt.verdict.evaluate`) on the same runs and references."""
+    """One verdict per claim (:func:`rlopt.verdict.evaluate`) on the same runs and references (one run
+    per (setting, task, seed): see :func:`rlopt.scores.mark_duplicates`)."""
+    records = mark_duplicates(records)
     return [evaluate(c, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed) for c in claims]
 
 

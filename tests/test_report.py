@@ -202,21 +202,31 @@ def test_partial_banner_is_shown_while_trials_are_running(tmp_path: Path) -> Non
 
 def test_pruned_and_failed_runs_are_counted_and_left_out_of_the_statistics(tmp_path: Path) -> None:
     runs = grid_study()
-    with_excluded = [*runs, unfinished(runs, "PRUNED", -1e6), unfinished(runs, "FAIL", 1e6)]
+    # a pruned and a failed run, a run that finished (status ok) inside a trial that failed later, and a
+    # second run of a cell that already has one: none of them may move a number
+    orphan = replace(unfinished(runs, "FAIL", 1e6), seed=98, metrics={**runs[0].metrics, "final_return": 1e6})
+    duplicate = replace(runs[0], trial=2000, returns=runs[0].returns * 100,
+                        metrics={**runs[0].metrics, "final_return": 1e6, "auc": 1e6})
+    with_excluded = [*runs, unfinished(runs, "PRUNED", -1e6), unfinished(runs, "FAIL", 1e6), orphan,
+                     duplicate]
     refs = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})
     clean = write_report(runs, CLAIMS, tmp_path / "clean", normaliser=refs, **FAST).read_text()
     md = write_report(with_excluded, CLAIMS, tmp_path / "excl", normaliser=refs, **FAST).read_text()
     assert "Partial data" not in md
-    assert "2 run(s) pruned, stopped or failed are left out of every statistic" in md
+    assert "4 run(s) are left out of every statistic" in md
+    assert "one per (setting, task, seed)" in md
     assert re.search(
         r"\| \d+ \| adam b1=0.8 b2=0.99 \| Hopper-v5 \| 99 \| pruned \| pruned at 2000 steps \|", md
     )
+    assert re.search(r"\| \d+ \| adam b1=0.8 b2=0.99 \| Hopper-v5 \| 98 \| failed \|", md)
+    first = runs[0]
+    assert re.search(rf"\| 2000 \| adam b1=0.8 b2=0.99 \| {first.task} \| {first.seed} \| duplicate \|", md)
 
     def aggregate_row(text: str) -> list[str]:
         row = next(line for line in text.splitlines() if line.startswith("| adam b1=0.8 b2=0.99 | 2 |"))
         return row.split("|")
 
-    assert aggregate_row(md)[5].strip() == "2"  # excluded column
+    assert aggregate_row(md)[5].strip() == "4"  # excluded column
     assert aggregate_row(md)[6:] == aggregate_row(clean)[6:]  # same IQMs and intervals
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from rlopt import scores
+from rlopt.envs import find_task
 from rlopt.errors import ConfigError
 
 
@@ -45,7 +47,10 @@ def record(
 @pytest.mark.parametrize(
     ("status", "trial_state", "expected"),
     [
-        ("ok", "RUNNING", "ok"),  # a finished run of a trial that is still running its other runs
+        ("ok", "RUNNING", "running"),  # a finished run of a trial still running its other runs: not yet
+        ("ok", "FAIL", "failed"),  # a finished run of a trial that failed: it counts in the retry, not here
+        ("ok", "PRUNED", "pruned"),
+        ("ok", "DUPLICATE", "duplicate"),
         ("diverged", "COMPLETE", "diverged"),
         ("pruned", "PRUNED", "pruned"),
         (None, "PRUNED", "pruned"),
@@ -54,7 +59,7 @@ def record(
         (None, "COMPLETE", "running"),  # no metrics.json status yet
     ],
 )
-def test_run_state_prefers_the_run_status_over_the_trial_state(
+def test_run_state_counts_a_finished_run_only_in_a_complete_trial(
     status: str | None, trial_state: str, expected: str
 ) -> None:
     assert scores.run_state(record(status, trial_state)) == expected
@@ -70,9 +75,12 @@ def test_census_counts_every_state_and_flags_running_runs_as_partial() -> None:
 
 def test_run_score_reads_metrics_and_falls_back_to_the_curve() -> None:
     assert scores.run_score(record(final_return=42.0), "final_return") == 42.0
-    diverged = record("diverged", returns=[0.0, 8.0, float("nan")], final_return=None)
-    assert scores.run_score(diverged, "final_return") == 8.0
-    assert scores.run_score(diverged, "auc") == 4.0
+    # a diverged run continues at the task's random-policy return (the trial objective's rule), whatever
+    # its metrics say; without a config.json its schedule is unknown, so one evaluation is added
+    random_return = find_task("Hopper-v5").random_return
+    diverged = record("diverged", returns=[0.0, 8.0, float("nan")], final_return=8.0, auc=4.0)
+    assert scores.run_score(diverged, "final_return") == pytest.approx(random_return)
+    assert scores.run_score(diverged, "auc") == pytest.approx((0.0 + 8.0 + random_return) / 3)
     with pytest.raises(ConfigError, match="'best' is not one of: final_return, auc"):
         scores.run_score(diverged, "best")
 
@@ -116,11 +124,28 @@ def test_common_grid_stops_where_the_shortest_finished_run_stops() -> None:
     assert scores.common_grid(runs) == pytest.approx([0, 100, 250, 500, 750])
 
 
-def test_curve_matrix_interpolates_and_holds_a_diverged_run_at_its_last_value() -> None:
-    grid = np.array([0.0, 250.0, 500.0, 1000.0])
-    runs = [record(), record("diverged", steps=[0.0, 500.0], returns=[0.0, 4.0])]
+def test_curve_matrix_interpolates_and_continues_a_diverged_run_at_the_random_policy_return(
+    tmp_path: Path,
+) -> None:
+    grid = np.array([0.0, 250.0, 500.0, 750.0, 1000.0])
+    (tmp_path / "config.json").write_text(json.dumps({"timesteps": 1000, "evaluation": {"freq": 250}}))
+    diverged = record("diverged", steps=[0.0, 250.0], returns=[0.0, 4.0])
+    diverged.run_dir = tmp_path
+    runs = [record(steps=[0.0, 250.0, 500.0, 750.0, 1000.0], returns=[0.0, 5.0, 10.0, 15.0, 20.0]), diverged]
     matrix = scores.curve_matrix(runs, grid, scores.Normaliser.from_references({"Hopper-v5": (0, 20)}))
-    assert matrix == pytest.approx(np.array([[0.0, 0.25, 0.5, 1.0], [0.0, 0.1, 0.2, 0.2]]))
+    floor = find_task("Hopper-v5").random_return / 20
+    assert matrix == pytest.approx(np.array([[0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.2, floor, floor, floor]]))
+    # its score is that continued curve: final = the floor, auc = the mean over the planned evaluations
+    assert scores.run_score(diverged, "final_return") == pytest.approx(floor * 20)
+    assert scores.run_score(diverged, "auc") == pytest.approx((0.0 + 4.0 + 3 * floor * 20) / 5)
+
+
+def test_mark_duplicates_keeps_the_first_run_of_each_cell() -> None:
+    first, second, other = record(), record(), record(task="Ant-v5")
+    second.trial = 7
+    marked = scores.mark_duplicates([first, second, other])
+    assert [scores.run_state(r) for r in marked] == ["ok", "duplicate", "ok"]
+    assert marked[0] is first and marked[2] is other
 
 
 def test_stability_values_sum_the_events_and_measure_late_variation() -> None:

@@ -288,10 +288,18 @@ def test_closest_curves_compares_the_gaps_between_batch_sizes(
 
 
 def test_runs_without_the_metric_are_left_out() -> None:
-    no_eval = [run("a", t, 7, float("nan"), status="diverged", curve=[]) for t in TASKS]
+    # a pruned run has no final value; it is left out, not scored
+    no_eval = [run("a", t, 7, float("nan"), status="pruned", curve=[]) for t in TASKS]
     verdict = evaluate(claim("better"), arm("a", HIGH) + no_eval + arm("b", LOW), **BOOT)
     assert verdict.outcome == REPRODUCED
     assert "candidate 10, baseline 10" in verdict.runs
+
+
+def test_a_run_that_diverged_before_any_evaluation_counts_at_the_random_policy_return() -> None:
+    # the diverged-run rule: it scores the task's random-policy return (a failure of its setting)
+    diverged = [run("a", t, 7, float("nan"), status="diverged", curve=[]) for t in TASKS]
+    verdict = evaluate(claim("better"), arm("a", HIGH) + diverged + arm("b", LOW), **BOOT)
+    assert "candidate 12, baseline 10" in verdict.runs
 
 
 def test_no_matching_runs_is_inconclusive_not_an_error() -> None:
