@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing as mp
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,11 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
         for key, value in attrs.items():
             if study.user_attrs.get(key) != value:
                 study.set_user_attr(key, value)
+        metric = f"{spec.objective.aggregate} {spec.objective.metric}"  # optuna-dashboard's axis title
+        if study.metric_names != [metric]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([metric])
     storage.remove_session()
     storage.engine.dispose()
 

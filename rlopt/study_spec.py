@@ -736,6 +736,7 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
         parallel_runs=parallel_runs, save_model=save_model, data=dict(data),
     )
     _check_components(top, spec)
+    _check_claim_arms(top / "claim", spec)
     _check_settings(top, spec)
     return spec
 
@@ -750,6 +751,26 @@ def _check_components(top: _Where, spec: StudySpec) -> None:
             build()
         except ConfigError as exc:
             raise (top / key).error(str(exc)) from exc
+
+
+def _check_claim_arms(where: _Where, spec: StudySpec) -> None:
+    """A claim's candidate and baseline must be able to pick runs of this study: an ``optimizer`` or
+    ``arm`` they name must be one of its optimizer entries (else the study would run for nothing)."""
+    claims = spec.claim if isinstance(spec.claim, (list, tuple)) else [spec.claim]
+    known = {"optimizer": sorted({a.optimizer for a in spec.arms}), "arm": sorted(a.label for a in spec.arms)}
+    for i, claim in enumerate(claims):
+        at = where / i if len(claims) > 1 else where
+        for role in ("candidate", "baseline"):
+            selector = getattr(claim, role, None)
+            for alternative in getattr(selector, "alternatives", ()):
+                for key, accepted in known.items():
+                    wanted = alternative.get(key)
+                    values = wanted if isinstance(wanted, list) else [wanted]
+                    missing = [v for v in values if wanted is not None and v not in accepted]
+                    if missing:
+                        raise (at / role / key).error(
+                            f"{missing[0]!r} is not an optimizer entry of this study, so the claim would "
+                            f"have no {role} runs (accepted: {', '.join(map(str, accepted))})")
 
 
 def _check_settings(top: _Where, spec: StudySpec) -> None:

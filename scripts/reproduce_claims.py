@@ -11,10 +11,13 @@ several machines with one PostgreSQL URL shares the work:
 
     python scripts/reproduce_claims.py --full --claims 1,2,3 --workers 8 [--storage postgresql://...]
 
-Re-running resumes every study (finished trials are kept). Claim 1's two settings (Adam at β2 0.999,
-ADOPT at β2 0.9999) are part of claim 2's β2 grid, so claim 1's verdict is read from claim 2's study
-rather than trained twice. Reports go to ``<out>/<claim study name>/`` (``report.md``, ``report.html``,
-PNGs) with ``command.txt`` holding the command that made the data.
+Re-running resumes every study (finished trials are kept). A claim whose settings are a subset of
+another study's grid at the same budget can be read from that study's runs (``READS_FROM``; none today:
+claim 1 trains 1M steps, claim 2's β2 grid 300k). Reports go to ``<out>/<claim study name>/``
+(``report.md``, ``report.html``, PNGs) with ``command.txt`` holding the command that made the data.
+
+The committed evidence is made by ``scripts/campaign.py`` (resumable across sessions, bundles under
+``results/campaign/``); this script is the one-shot way for a user with the compute.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ import yaml
 
 from rlopt.cli import main as rlopt
 from rlopt.storage import redact_argv
+from rlopt.yaml_loader import StrictDumper, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = Path(os.path.relpath(ROOT / "studies"))  # relative, so recorded commands are portable
 # A claim whose settings are a subset of another study's grid is read from that study's runs.
-READS_FROM = {"claim1-adopt-vs-adam-ppo": "claim2-adopt-beta2-robustness-ppo"}
+READS_FROM: dict[str, str] = {}
 FULL_SEEDS = 10
 FULL_TIMESTEPS = 1_000_000
 FULL_EVALUATION = {"every": 10_000, "episodes": 5}
@@ -60,7 +64,7 @@ def claim_files(numbers: list[int]) -> list[Path]:
 
 def full_scale(path: Path, folder: Path) -> Path:
     """A copy of the study file at paper scale: 10 seeds, 1M steps (or the suite's budgets)."""
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    data: dict[str, Any] = read_yaml(path, "study file")
     data["name"] = f"{data['name']}-full"
     data["seeds"] = FULL_SEEDS
     if "suite" in data:  # each task's budget and evaluation schedule from envs/<suite>.yaml
@@ -72,12 +76,12 @@ def full_scale(path: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{data['name']}.yaml"
     out.write_text(f"# {path.name} at paper scale (scripts/reproduce_claims.py --full)\n"
-                   + yaml.safe_dump(data, sort_keys=False))
+                   + yaml.dump(data, Dumper=StrictDumper, sort_keys=False))
     return out
 
 
 def study_name(path: Path) -> str:
-    return str(yaml.safe_load(path.read_text())["name"])
+    return str(read_yaml(path, "study file")["name"])
 
 
 def parse_args() -> argparse.Namespace:

@@ -74,6 +74,10 @@ CASES = [
     ("sqlite :memory:", "seeds: 1", "seeds: 1\nstorage: 'sqlite:///:memory:'", ["is an in-memory database"]),
     ("postgresql port not a number", "seeds: 1", "seeds: 1\nstorage: postgresql://u@127.0.0.1:abc/db",
      ["the port is not a number", "accepted: postgresql://user:password@host:5432/database"]),
+    ("claim naming an optimizer the study lacks", "seeds: 1",
+     "seeds: 1\nclaim: {statement: s, source: p, kind: better, candidate: {optimizer: adopt}, "
+     "baseline: {optimizer: adam}}",
+     ["claim.candidate.optimizer: 'adopt' is not an optimizer entry of this study", "accepted: adam"]),
     ("heartbeat too short for a loaded machine", "seeds: 1",
      "seeds: 1\nheartbeat: {interval: 1, grace_period: 4}",
      ["heartbeat.grace_period: 4 is too short", ">= 10 s"]),

@@ -6,6 +6,7 @@ import csv
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 from _study_files import arm_trials, run_rlopt, write_study
 from optuna.trial import TrialState
@@ -48,6 +49,9 @@ def test_every_grid_point_runs_once_with_two_workers_sharing_sqlite(study: dict[
     assert {t.user_attrs["setting"] for t in adopt} == {"adopt b2=0.99", "adopt b2=0.9999"}
     workers = {t.user_attrs["worker"] for a in trials.values() for t in a}
     assert len(workers) == 2, workers  # both workers took trials
+    storage = optuna.storages.RDBStorage(study["url"], skip_compatibility_check=True)
+    # optuna-dashboard titles the objective with the metric name, not "Objective 0"
+    assert optuna.load_study(study_name="tiny/adam", storage=storage).metric_names == ["iqm final_return"]
 
 
 def test_trial_value_is_the_iqm_of_the_runs_final_returns(study: dict[str, Any]) -> None:
