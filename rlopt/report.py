@@ -38,6 +38,7 @@ from rlopt.scores import (
     scores,
     stability_values,
 )
+from rlopt.trial_objective import DIVERGED_RULE
 from rlopt.verdict import Claim, record_value
 from rlopt.verdict_table import judge, verdicts_markdown
 
@@ -131,6 +132,7 @@ def write_report(
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
     confidence: float = stats.DEFAULT_CONFIDENCE,
+    planned_runs: int | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html`` and the figures of a study into ``out_dir``.
 
@@ -138,7 +140,8 @@ def write_report(
         records: Every run of the study, in any state (``rlopt.results.load_runs``).
         claims: The claims to give a verdict on (one, several, or none).
         out_dir: Folder to write (created if missing).
-        partial: Whether the study is still running; default: when some runs are still running.
+        partial: Whether the study is still running; default: when some runs are still running, or
+            fewer than ``planned_runs`` runs are usable.
         normaliser: Per-task reference scores; default: min–max over the study's own evaluations.
         title: Report title; default from the study name.
         command: The command that produced the study, when recorded.
@@ -156,16 +159,19 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     records = mark_duplicates(records)
     census = RunCensus.of(records)
-    partial = census.partial if partial is None else partial
+    short = planned_runs is not None and census.usable < planned_runs
+    partial = (census.partial or short) if partial is None else partial
     normaliser = normaliser or Normaliser.from_runs(records)
     boot = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
     study = records[0].study if records else "(no runs)"
     w = _Writer(out)
     w.add(f"# {title or f'rlopt report: {study}'}")
     if partial:
+        of_planned = f"partial: {census.usable} of {planned_runs} runs" if planned_runs is not None else ""
         w.add(
-            f"> **Partial data: the study is still running.** {census.describe()}. Every number below uses "
-            f"the {census.usable} finished runs only and will change."
+            f"> **Partial data{' (' + of_planned + ')' if of_planned else ''}: the study is still running.** "
+            f"{census.describe()}. Every number below uses the {census.usable} finished runs only and will "
+            "change."
         )
     excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed", "duplicate"))
     if excluded:
@@ -231,7 +237,8 @@ def _budget(
         f"- statistics: IQM (25% trimmed mean of the runs pooled over tasks) with {boot['confidence']:.0%} "
         f"percentile stratified-bootstrap intervals ({boot['n_resamples']} resamples within each task, "
         f"seed {boot['seed']}); probability of improvement = Mann–Whitney U/(n·m) averaged over tasks "
-        "(Agarwal et al., NeurIPS 2021). Diverged runs count with their last evaluation.",
+        "(Agarwal et al., NeurIPS 2021). Verdicts use t intervals (rlopt.verdict). A diverged run counts: "
+        f"{DIVERGED_RULE}.",
     ]
     w.add("\n".join(lines))
 

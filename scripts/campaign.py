@@ -6,6 +6,7 @@ stopped at any moment and resumed anywhere from what is committed:
 
     python scripts/campaign.py run --claims 1,2          # run (or resume) the claims' studies, in order
     python scripts/campaign.py snapshot                  # write the committed bundle of every study
+    python scripts/campaign.py report                    # runs.csv and report/ of every bundle
 
 ``run`` trains in a *live* folder (``--live``, default ``runs/campaign``, not committed) with
 ``rlopt study run``. Where the live folder lacks a study but the committed bundle has it (a new
@@ -18,6 +19,12 @@ SQLite storage (SQLite's online backup, safe while workers write), ``study.json`
 ``command.txt``, and every *finished* run folder's small files (``config.json``, ``command.txt``,
 ``versions.json``, ``eval.csv``, ``metrics.json``; no TensorBoard events or models), plus
 ``progress.json`` (finished runs out of planned, per arm). Run it while the campaign trains, then commit.
+
+``report`` writes, from each bundle (read from a temporary copy, so the committed database is never
+touched), ``runs.csv`` (``rlopt study export``: the long format ``rlopt verdict`` reads, one row per
+evaluation of every run of a complete trial) and ``report/`` (``rlopt report`` with the claim of
+``studies/<study>.yaml``, saying "partial" while runs are missing). A test regenerates every committed
+bundle's verdict table from its ``runs.csv`` and compares it with the committed report.
 
 Run the campaign from a pinned checkout with its own venv, at low priority, e.g.:
 
@@ -116,8 +123,21 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
     for trial_dir in sorted(bundle.glob("*/trial_*")):
         if not any(trial_dir.iterdir()):
             trial_dir.rmdir()
-    (bundle / "progress.json").write_text(json.dumps({"finished_runs": finished}, indent=2) + "\n")
+    progress = {"finished_runs": finished, "finished_total": sum(finished.values()),
+                "planned_runs": _planned_runs(live)}
+    (bundle / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
     return finished
+
+
+def _planned_runs(live: Path) -> int | None:
+    """Runs the study file asks for: trials per arm x tasks x seeds (None if the file is unreadable)."""
+    try:
+        from rlopt.study_spec import load_spec
+
+        spec = load_spec(live / "study.yaml")
+    except Exception:
+        return None
+    return sum(spec.trials_for(arm) for arm in spec.arms) * len(spec.tasks) * len(spec.seeds)
 
 
 def seed_live(bundle: Path, live: Path) -> None:
@@ -160,10 +180,36 @@ def snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    import tempfile
+
+    into = Path(args.into)
+    bundles = sorted(p.parent for p in into.glob("*/study.db"))
+    if not bundles:
+        fail(f"--into {into}: no bundle with a study.db (accepted: the campaign's results folder)")
+    for bundle in bundles:
+        study_file = STUDIES / f"{bundle.name}.yaml"
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / bundle.name
+            shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("report", "runs.csv"))
+            rlopt = [sys.executable, "-m", "rlopt"]
+            steps = [
+                [*rlopt, "study", "export", str(copy), "-o", str(bundle / "runs.csv")],
+                [*rlopt, "report", str(copy), "--study-file", str(study_file), "--out",
+                 str(bundle / "report")],
+            ]
+            for command in steps:
+                code = subprocess.call(command)
+                if code != 0:
+                    return code
+        print(f"{bundle.name}: {bundle / 'runs.csv'}, {bundle / 'report' / 'report.md'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    for action in ("run", "snapshot"):
+    for action in ("run", "snapshot", "report"):
         p = sub.add_parser(action)
         p.add_argument("--live", default="runs/campaign", help="live study folders (default runs/campaign)")
         p.add_argument("--into", default=str(ROOT / "results" / "campaign"),
@@ -174,7 +220,7 @@ def main() -> int:
             p.add_argument("--parallel-runs", type=int, default=None,
                            help="runs of one trial at once (default: cores / workers)")
     args = parser.parse_args()
-    return run(args) if args.action == "run" else snapshot(args)
+    return {"run": run, "snapshot": snapshot, "report": report}[args.action](args)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,21 @@ def recorded_command(study_dir: Path, records: Sequence[Any]) -> str | None:
     return seen[0] if len(seen) == 1 else " ; ".join(seen[:3]) + (" ; ..." if len(seen) > 3 else "")
 
 
+def _planned_runs(study_file: Any) -> int | None:
+    """Runs the study file asks for (trials per arm x tasks x seeds); None when it cannot say."""
+    if study_file is None:
+        return None
+    from rlopt.study_spec import load_spec
+
+    try:
+        spec = load_spec(study_file)
+    except ValueError:
+        return None
+    if spec.sampler.name != "grid":
+        return None  # a search's trial count is a budget, not a set of cells
+    return sum(spec.trials_for(arm) for arm in spec.arms) * len(spec.tasks) * len(spec.seeds)
+
+
 def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
     """Reference scores from the study's suite, else from the known suites, else from the runs."""
     from rlopt.scores import Normaliser
@@ -113,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         command=recorded_command(study_dir, records),
         n_resamples=args.resamples,
         seed=args.seed,
+        planned_runs=_planned_runs(study_file),
     )
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

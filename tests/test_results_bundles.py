@@ -1,0 +1,55 @@
+"""Every committed result bundle still loads and regenerates its verdicts, so a change of format can
+never silently orphan the evidence (results/campaign/<study>/, written by scripts/campaign.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from _study_files import run_rlopt
+
+from rlopt.results import load_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = sorted(p.parent for p in (ROOT / "results" / "campaign").glob("*/study.db"))
+
+
+def _verdicts_section(markdown: str) -> str:
+    start = markdown.index("## Verdicts")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:end if end >= 0 else None].strip()
+
+
+def test_the_campaign_has_committed_bundles() -> None:
+    assert BUNDLES, "results/campaign/ holds no bundle (scripts/campaign.py snapshot writes them)"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_a_committed_bundle_loads_and_regenerates_its_verdict_table(bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / bundle.name  # never open the committed database itself: reading may write to it
+    shutil.copytree(bundle, copy)
+    records = load_runs(copy)
+    progress = json.loads((bundle / "progress.json").read_text())
+    finished = [r for r in records if r.metrics.get("status") in ("ok", "diverged")]
+    assert len(finished) == progress["finished_total"]
+    for record in finished:  # each finished run carries its config, versions (commit) and command
+        for name in ("config.json", "versions.json", "command.txt", "eval.csv", "metrics.json"):
+            assert (record.run_dir / name).is_file(), record.run_dir / name
+        assert json.loads((record.run_dir / "versions.json").read_text())["git_commit"]
+
+    exported = run_rlopt("study", "export", copy, "-o", tmp_path / "runs.csv", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (tmp_path / "runs.csv").read_text() == (bundle / "runs.csv").read_text()
+
+    study_file = ROOT / "studies" / f"{bundle.name}.yaml"
+    committed = (bundle / "report" / "report.md").read_text()
+    verdict = run_rlopt("verdict", study_file, bundle / "runs.csv", cwd=tmp_path)
+    if len((bundle / "runs.csv").read_text().splitlines()) == 1:  # no trial complete yet: nothing to judge
+        assert verdict.returncode == 2 and "no runs" in verdict.stderr
+        assert "**inconclusive at this budget** (no evaluated runs)" in _verdicts_section(committed)
+        assert f"partial: 0 of {progress['planned_runs']} runs" in committed
+        return
+    assert verdict.returncode == 0, verdict.stderr[-2000:]
+    assert verdict.stdout.strip() == _verdicts_section(committed)
