@@ -11,6 +11,9 @@ VecNormalize where the agent file asks for it) for ``--timesteps`` env steps in 
 - ``rlopt <optimizer>``: ``rlopt.train.run_training`` as ``rlopt train`` runs it (evaluation, TensorBoard,
   optimizer diagnostics, run folder). ``rlopt adam`` gets ``eps=1e-5`` so its update is stock SB3's.
 
+Both sides run on ``--threads`` torch threads (default: ``rlopt train``'s default, 1), so the ratio
+compares the code, not the thread count (``scripts/bench_threads.py`` measures that).
+
 Configurations are interleaved over ``--repeats`` rounds so that machine noise hits all of them alike.
 The table shows the median env steps per second of ``learn`` (setup excluded, evaluation included),
 its ratio to stock SB3 measured in the same run, and the median peak resident memory of the process
@@ -44,6 +47,7 @@ def _eval_schedule(timesteps: int, evaluations: int) -> int:
 
 def run_stock(args: argparse.Namespace, out: Path) -> float:
     """Plain SB3, as its documentation shows it; returns env steps per second of ``learn``."""
+    import torch
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -51,6 +55,7 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
 
     from rlopt.hparams import algo_class, parse_set, resolve_agent, to_sb3_kwargs
 
+    torch.set_num_threads(args.threads)  # what rlopt train does, so both sides run on as many threads
     agent = resolve_agent(args.algo, args.env, parse_set(args.overrides))
     kwargs = to_sb3_kwargs(agent)
     gamma = float(kwargs.get("gamma", 0.99))
@@ -94,7 +99,7 @@ def run_rlopt(args: argparse.Namespace, out: Path) -> float:
         algo=args.algo, env=args.env, optimizer=name, seed=args.seed, timesteps=args.timesteps,
         eps=1e-5 if name == "adam" and args.algo == "ppo" else None, device="cpu",
         run_dir=out / "run", eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
-        overrides=parse_set(args.overrides), optimizer_extra=_switches(switches),
+        overrides=parse_set(args.overrides), optimizer_extra=_switches(switches), threads=args.threads,
     ))
     if summary.status != "ok":
         raise SystemExit(f"rlopt {args.optimizer}: {summary.status}: {summary.reason}")
@@ -111,7 +116,8 @@ def child(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace, optimizer: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--optimizer", optimizer, "--algo", args.algo,
                "--env", args.env, "--timesteps", str(args.timesteps), "--seed", str(args.seed),
-               "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
+               "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
+               "--threads", str(args.threads)]
     for item in args.overrides:
         command += ["--set", item]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -151,11 +157,17 @@ def main() -> None:
                              "NAME+KEY[=true|false] sets a boolean option, e.g. adopt+fused")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="agent hyperparameter for both sides, e.g. learning_starts=1000 (repeatable)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: rlopt train's, DEFAULT_THREADS)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optimizer", default=STOCK, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.eval_freq is None:
         args.eval_freq = _eval_schedule(args.timesteps, args.evaluations)
+    if args.threads is None:
+        from rlopt.train import DEFAULT_THREADS
+
+        args.threads = DEFAULT_THREADS
     if args.child:
         child(args)
         return
@@ -167,7 +179,8 @@ def main() -> None:
     configs = [STOCK, *(o.strip() for o in args.optimizers.split(",") if o.strip())]
     console.print(f"{environment()}\n{args.algo.upper()} {args.env}, {args.timesteps:,} steps per run, "
                   f"evaluation every {args.eval_freq:,} steps ({args.eval_episodes} episodes), seed "
-                  f"{args.seed}, {args.repeats} interleaved repeats, one process per run"
+                  f"{args.seed}, {args.threads} torch thread(s), {args.repeats} interleaved repeats, "
+                  "one process per run"
                   + (f", --set {' '.join(args.overrides)}" if args.overrides else ""))
     results: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
     for repeat in range(args.repeats):
