@@ -22,10 +22,13 @@ DPI = 110
 
 
 def colours(labels: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """A stable colour per arm label (tab10, then tab20 for more arms)."""
+    """A stable colour per arm label: tab10 without its grey (grey marks context lines), then tab20."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    if len(labels) <= 9:
+        cmap = colormaps["tab10"]
+        return {label: tuple(cmap(i if i < 7 else i + 1)) for i, label in enumerate(labels)}
+    cmap = colormaps["tab20"]
     return {label: tuple(cmap(i % cmap.N)) for i, label in enumerate(labels)}
 
 
@@ -35,10 +38,46 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+BAND_ALPHA = 0.13
+"""Opacity of a confidence band: light enough that two or three overlapping bands stay legible."""
+
+MAX_BANDS_PER_PANEL = 4
+"""A curve figure puts at most this many arms (with their bands) in one panel; more go to more panels."""
+
+
 def _band(ax: Axes, band: Band, label: str, colour: tuple[float, ...]) -> None:
-    ax.plot(band.x, band.estimate, label=label, color=colour, lw=1.6)
+    ax.plot(band.x, band.estimate, label=label, color=colour, lw=1.7)
     if np.all(np.isfinite(band.low)) and np.all(np.isfinite(band.high)):
-        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=0.2, lw=0)
+        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=BAND_ALPHA, lw=0)
+        ax.plot(band.x, band.low, color=colour, lw=0.5, alpha=0.5)
+        ax.plot(band.x, band.high, color=colour, lw=0.5, alpha=0.5)
+
+
+def panel_groups(
+    labels: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, list[str]]:
+    """The panels of a curve figure: ``title -> labels``, at most :data:`MAX_BANDS_PER_PANEL` each.
+
+    ``groups`` (e.g. one per optimizer) keeps related arms together; a group with more arms is split
+    into consecutive panels (``adam (1/2)``, ``adam (2/2)``). Without groups, or when everything fits
+    in one panel, there is one panel titled ``""``.
+    """
+    wanted = list(labels)
+    if groups is None:
+        groups = {"": wanted}
+    kept = {t: [x for x in members if x in wanted] for t, members in groups.items()}
+    kept = {t: m for t, m in kept.items() if m}
+    leftover = [x for x in wanted if not any(x in m for m in kept.values())]
+    if leftover:
+        kept["other"] = leftover
+    if len(wanted) <= MAX_BANDS_PER_PANEL:
+        return {"": wanted}
+    out: dict[str, list[str]] = {}
+    for title, members in kept.items():
+        chunks = [members[i : i + MAX_BANDS_PER_PANEL] for i in range(0, len(members), MAX_BANDS_PER_PANEL)]
+        for k, chunk in enumerate(chunks):
+            out[title if len(chunks) == 1 else f"{title} ({k + 1}/{len(chunks)})".strip()] = chunk
+    return out
 
 
 def curves(
@@ -49,15 +88,44 @@ def curves(
     xlabel: str,
     ylabel: str,
     palette: Mapping[str, tuple[float, ...]],
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
-    """IQM curves of several arms with their bootstrap bands (one task, or the aggregate)."""
-    fig = Figure(figsize=(7.0, 4.2))
-    ax = fig.add_subplot()
-    for label, band in bands.items():
-        _band(ax, band, label, palette[label])
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    """IQM curves of several arms with their bootstrap bands (one task, or the aggregate).
+
+    Up to :data:`MAX_BANDS_PER_PANEL` arms share one panel. More arms are drawn as small multiples
+    with shared axes, one panel per group (``groups``, e.g. per optimizer) or per chunk of arms; each
+    panel shows its arms in colour with their bands and every other arm as a thin grey line, so the
+    panels can be compared at a glance; there the k-th arm of each panel takes the k-th colour
+    (``palette`` applies to single-panel figures).
+    """
+    panels = panel_groups(list(bands), groups)
+    n = len(panels)
+    if n > 1:  # the k-th arm of every panel gets the same colour (for a β grid: the same β everywhere)
+        palette = {x: c for members in panels.values() for x, c in colours(members).items()}
+    cols = 1 if n == 1 else 2 if n in (2, 4) else 3
+    rows = math.ceil(n / cols)
+    width = 7.0 if n == 1 else 5.2 * cols
+    fig = Figure(figsize=(width, 4.2 if n == 1 else 1.0 + 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    for k, (ax, (panel_title, members)) in enumerate(zip(axes.flat, panels.items(), strict=False)):
+        if n > 1:
+            for other, band in bands.items():
+                if other not in members:
+                    ax.plot(band.x, band.estimate, color="0.75", lw=0.8, zorder=1)
+        for label in members:
+            _band(ax, bands[label], label, palette[label])
+        ax.set_title(panel_title if n > 1 else title, fontsize=10 if n > 1 else 12)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        if k % cols == 0:
+            ax.set_ylabel(ylabel)
+        if k >= n - cols:
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if n > 1:
+        fig.suptitle(f"{title}   (grey: the other settings)", fontsize=12)
     return _save(fig, path)
 
 
@@ -80,8 +148,18 @@ def aggregate(intervals: Mapping[str, Interval], path: Path, *, title: str, xlab
     return _save(fig, path)
 
 
-def poi_matrix(labels: Sequence[str], matrix: np.ndarray, path: Path) -> Path:
-    """``matrix[i, j]`` = P(arm i > arm j) as a heat map with the values written in the cells."""
+def poi_matrix(
+    labels: Sequence[str],
+    matrix: np.ndarray,
+    path: Path,
+    *,
+    title: str = "P(candidate > baseline), averaged over tasks",
+) -> Path:
+    """``matrix[i, j]`` = P(arm i > arm j) as a heat map with the values written in the cells.
+
+    Rows are the candidates and columns the baselines, and the axes say so; a cell is the probability
+    that a run of the row's setting beats a run of the column's (0.5: neither is better).
+    """
     n = len(labels)
     size = 1.6 + 0.55 * n
     fig = Figure(figsize=(size + 1.2, size))
@@ -92,9 +170,13 @@ def poi_matrix(labels: Sequence[str], matrix: np.ndarray, path: Path) -> Path:
     for i in range(n):
         for j in range(n):
             if i != j and math.isfinite(matrix[i, j]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    ax.set(title="P(row > column), averaged over tasks", xlabel="Y", ylabel="X")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+                value = matrix[i, j]
+                shade = "white" if abs(value - 0.5) > 0.35 else "black"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("baseline (column)")
+    ax.set_ylabel("candidate (row)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(row setting > column setting)")
     return _save(fig, path)
 
 
@@ -136,3 +218,58 @@ def heatmaps(panels: Sequence[Heatmap], path: Path, *, colorbar_label: str) -> P
         fig.colorbar(image, ax=list(axes), label=colorbar_label, fraction=0.046, pad=0.04)
     atomic.save_figure(fig, path, dpi=DPI, bbox_inches="tight")
     return path
+
+
+@dataclass(frozen=True)
+class BetaSweep:
+    """One optimizer's score at each value of one beta: ``intervals[k]`` at ``betas[k]``."""
+
+    label: str
+    betas: Sequence[float]
+    intervals: Sequence[Interval]
+
+
+def beta_sweeps(
+    panels: Mapping[str, Sequence[BetaSweep]],
+    path: Path,
+    *,
+    beta_name: str,
+    title: str,
+) -> Path:
+    """Score against one beta, a line with interval bars per optimizer, one panel per metric.
+
+    The x axis is ``1 − β`` on a log scale, reversed, so β grows to the right in even steps for a grid
+    such as 0.9, 0.99, 0.999, 0.9999 (ticks are labelled with β itself). The optimizers' points are
+    nudged apart sideways so their bars do not hide each other. ``panels`` maps a y-axis label (the
+    metric) to its sweeps.
+    """
+    labels = sorted({s.label for sweeps in panels.values() for s in sweeps})
+    palette = colours(labels)
+    betas = sorted({b for sweeps in panels.values() for s in sweeps for b in s.betas})
+    fig = Figure(figsize=(1.0 + 4.6 * len(panels), 4.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (ylabel, sweeps) in zip(axes, panels.items(), strict=True):
+        for sweep in sweeps:
+            k = labels.index(sweep.label)
+            order = np.argsort(sweep.betas)
+            one_minus = 1.0 - np.asarray(sweep.betas, dtype=float)[order]
+            x = one_minus * 10 ** (0.06 * (k - (len(labels) - 1) / 2))  # nudged sideways per optimizer
+            est = np.array([sweep.intervals[i].estimate for i in order])
+            low = np.array([sweep.intervals[i].low for i in order])
+            high = np.array([sweep.intervals[i].high for i in order])
+            err = np.vstack(
+                [np.where(np.isfinite(low), est - low, 0.0), np.where(np.isfinite(high), high - est, 0.0)]
+            )
+            ax.errorbar(x, est, yerr=err, fmt="o-", color=palette[sweep.label], capsize=3, lw=1.6,
+                        label=sweep.label)
+        ax.set_xscale("log")
+        ticks = [1.0 - b for b in betas if b < 1.0]
+        ax.set_xticks(ticks, [f"{b:g}" for b in betas if b < 1.0])
+        ax.minorticks_off()
+        if ticks:
+            ax.set_xlim(max(ticks) * 10 ** 0.3, min(ticks) / 10 ** 0.3)  # reversed: β grows to the right
+        ax.set(xlabel=f"{beta_name} (log scale of 1 − {beta_name})", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, path)

@@ -74,6 +74,7 @@ class _Arm:
     runs: list[RunLike]
     tasks: dict[str, list[RunLike]]
     excluded: int
+    optimizer: str
 
 
 def _arms(records: Sequence[RunLike]) -> dict[str, _Arm]:
@@ -82,7 +83,15 @@ def _arms(records: Sequence[RunLike]) -> dict[str, _Arm]:
     for label in labels:
         runs = [r for r in records if arm_label(r) == label]
         finished = [r for r in runs if is_usable(r)]
-        out[label] = _Arm(label, finished, by_task(finished), len(runs) - len(finished))
+        out[label] = _Arm(label, finished, by_task(finished), len(runs) - len(finished), runs[0].optimizer)
+    return out
+
+
+def _groups(arms: Mapping[str, _Arm]) -> dict[str, list[str]]:
+    """The arms of each optimizer (the panels of a curve figure with many arms)."""
+    out: dict[str, list[str]] = {}
+    for label, arm in arms.items():
+        out.setdefault(arm.optimizer, []).append(label)
     return out
 
 
@@ -194,7 +203,7 @@ def write_report(
         _sample_efficiency(w, arms, shown, normaliser, palette, boot)
         _per_task(w, arms, shown, palette, boot)
         _poi_and_profiles(w, arms, shown, normaliser, palette, boot)
-        _beta_grid(w, usable, normaliser)
+        _beta_grid(w, usable, normaliser, boot)
         _stability(w, arms, normaliser, boot)
     _excluded_runs(w, records)
     md_path = out / "report.md"
@@ -345,6 +354,7 @@ def _sample_efficiency(
         xlabel=xlabel,
         ylabel="IQM normalised return",
         palette=palette,
+        groups=_groups(arms),
     )
     w.figure(
         path,
@@ -397,6 +407,7 @@ def _per_task(
                 xlabel="environment steps",
                 ylabel="IQM eval return",
                 palette=palette,
+                groups=_groups(arms),
             )
             w.figure(path, _shown_caption(f"{task}: IQM eval return against steps", arms, shown))
 
@@ -431,7 +442,11 @@ def _poi_and_profiles(
         w.figure(
             path,
             _shown_caption(
-                "P(row > column) of the final return, averaged over the tasks both settings ran", arms, shown
+                "Probability that a run of the candidate setting (row) ends with a higher final return than "
+                "a run of the baseline setting (column), averaged over the tasks both ran; 0.5 = neither "
+                "is better",
+                arms,
+                shown,
             ).replace("; bands: pointwise stratified-bootstrap intervals", ""),
         )
     strata = {label: _score_strata(arms[label], "final_return", normaliser) for label in shown}
@@ -449,18 +464,32 @@ def _poi_and_profiles(
         xlabel="normalised final return τ",
         ylabel="fraction of runs with score > τ",
         palette=palette,
+        groups=_groups(arms),
     )
     w.figure(path, _shown_caption("Fraction of runs whose normalised final return exceeds τ", arms, shown))
 
 
-def _beta_grid(w: _Writer, usable: Sequence[RunLike], normaliser: Normaliser) -> None:
+MAX_GRID_VALUES = 10
+"""A beta with more distinct values than this was searched, not gridded: no β figure for it."""
+
+
+def _beta_grid(
+    w: _Writer, usable: Sequence[RunLike], normaliser: Normaliser, boot: Mapping[str, Any]
+) -> None:
+    """β heat maps (two betas varied) and score-against-β lines (one beta varied), per optimizer."""
     panels = []
+    sweeps: dict[int, list[tuple[str, list[float], list[RunLike]]]] = {}
     for optimizer in sorted({r.optimizer for r in usable}):
         runs = [r for r in usable if r.optimizer == optimizer and record_value(r, "betas") is not None]
         betas = [tuple(record_value(r, "betas")) for r in runs]
         if not betas or len({len(b) for b in betas}) != 1:
             continue
-        varying = [i for i in range(len(betas[0])) if len({b[i] for b in betas}) > 1]
+        varying = [i for i in range(len(betas[0])) if 1 < len({b[i] for b in betas}) <= MAX_GRID_VALUES]
+        if len(varying) == 1:
+            sweeps.setdefault(varying[0], []).append(
+                (optimizer, [float(b[varying[0]]) for b in betas], runs)
+            )
+            continue
         if len(varying) != 2:
             continue
         i, j = varying
@@ -482,13 +511,54 @@ def _beta_grid(w: _Writer, usable: Sequence[RunLike], normaliser: Normaliser) ->
                 values,
             )
         )
-    if not panels:
+    if not panels and not sweeps:
         return
     w.add("## β grid")
-    path = plots.heatmaps(
-        panels, w.out_dir / "beta_heatmap.png", colorbar_label="IQM normalised final return"
+    for index, entries in sorted(sweeps.items()):
+        _beta_sweep(w, index, entries, normaliser, boot)
+    if panels:
+        path = plots.heatmaps(
+            panels, w.out_dir / "beta_heatmap.png", colorbar_label="IQM normalised final return"
+        )
+        w.figure(
+            path, "IQM of the normalised final return (pooled over tasks and seeds) at each pair of betas."
+        )
+
+
+def _beta_sweep(
+    w: _Writer,
+    index: int,
+    entries: Sequence[tuple[str, list[float], list[RunLike]]],
+    normaliser: Normaliser,
+    boot: Mapping[str, Any],
+) -> None:
+    """One figure: the IQM normalised final return and AUC against β``index+1``, a line per optimizer."""
+    name = f"β{index + 1}"
+    panels: dict[str, list[plots.BetaSweep]] = {}
+    for metric, ylabel in (("final_return", "IQM normalised final return"), ("auc", "IQM normalised AUC")):
+        for optimizer, values, runs in entries:
+            grid = sorted(set(values))
+            intervals = []
+            for value in grid:
+                cell = [r for r, v in zip(runs, values, strict=True) if v == value]
+                strata = [scores(t, metric, normaliser) for t in by_task(cell).values()]
+                strata = [x for x in strata if x.size]
+                nan = stats.Interval(math.nan, math.nan, math.nan)
+                intervals.append(stats.iqm_interval(strata, **boot) if strata else nan)
+            panels.setdefault(ylabel, []).append(plots.BetaSweep(optimizer, grid, intervals))
+    path = plots.beta_sweeps(
+        panels,
+        w.out_dir / f"beta{index + 1}_sweep.png",
+        beta_name=name,
+        title=f"Score against {name}",
     )
-    w.figure(path, "IQM of the normalised final return (pooled over tasks and seeds) at each pair of betas.")
+    confidence = float(boot.get("confidence", stats.DEFAULT_CONFIDENCE))
+    w.figure(
+        path,
+        f"IQM of the normalised final return and of the normalised area under the curve at each {name}, "
+        f"a line per optimizer, with {confidence:.0%} stratified-bootstrap intervals (runs pooled over "
+        "tasks, seeds and any other setting that varies).",
+    )
 
 
 def _stability(w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boot: Mapping[str, Any]) -> None:

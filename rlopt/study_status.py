@@ -1,10 +1,14 @@
 """Progress of a study, read from its storage: tables (rich) and Optuna's plots (matplotlib PNGs).
 
 ``open_study("runs/x")`` (or the name ``x``) finds the folder, its ``study.json`` and the storage;
-:func:`print_status` shows done/running/pruned/diverged/failed per setting, the best trials and every
-failure with its reason; :func:`write_plots` writes Optuna's optimisation history, intermediate values,
-parameter importances, beta1 x beta2 contour and parallel coordinates per arm into ``plots/``, skipping
-each plot the trials cannot define (too few finished trials, fewer than two parameters...).
+:func:`print_status` shows done/running/stale/pruned/diverged/failed per setting, the best trials and
+every failure with its reason. A trial is *stale* when the storage still has it RUNNING but its last
+heartbeat is older than the study's ``heartbeat.grace_period`` (its worker was killed or lost); the next
+``rlopt study run`` marks it failed and retries it. :func:`write_plots` writes Optuna's optimisation
+history, intermediate values, parameter importances, beta1 x beta2 contour and parallel coordinates per
+arm into ``plots/``, each titled with its arm, and for a grid study one objective-by-setting chart of all
+arms instead of the histories (a grid's trial order carries no information); it skips each plot the
+trials cannot define (too few finished trials, fewer than two parameters...) and says why.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +28,45 @@ from optuna.trial import FrozenTrial, TrialState
 from rlopt import atomic
 from rlopt.errors import ConfigError
 from rlopt.storage import check_url, default_url, redact
-from rlopt.study import DEFAULT_STORAGE, STUDY_JSON
+from rlopt.study import DEFAULT_STORAGE, STUDY_JSON, STUDY_YAML
+from rlopt.study_spec import DEFAULT_HEARTBEAT
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("complete", "running", "waiting", "pruned", "diverged", "failed")
+OUTCOMES = ("complete", "running", "stale", "waiting", "pruned", "diverged", "failed")
 
 
 @dataclass
 class OpenedStudy:
-    """A study's folder, storage and one Optuna study per arm."""
+    """A study's folder, storage and one Optuna study per arm.
+
+    Attributes:
+        grace_period: Seconds without a heartbeat after which a RUNNING trial is stale (the study file's
+            ``heartbeat.grace_period``).
+        heartbeat_ages: Seconds since each trial's last heartbeat, by storage trial id, as the database
+            clock saw it when the study was opened (trials that never beat are absent).
+    """
 
     name: str
     study_dir: Path
     url: str
     arms: dict[str, optuna.Study]
+    grace_period: float = float(DEFAULT_HEARTBEAT["grace_period"])
+    heartbeat_ages: dict[int, float] = field(default_factory=dict)
 
     def trials(self) -> list[tuple[str, FrozenTrial]]:
         return [(label, t) for label, study in self.arms.items() for t in study.get_trials(deepcopy=False)]
+
+    def stale_for(self, trial: FrozenTrial) -> float | None:
+        """Seconds since the last heartbeat of a RUNNING trial past its grace period, else None."""
+        if trial.state != TrialState.RUNNING:
+            return None
+        age = self.heartbeat_ages.get(trial._trial_id)
+        return age if age is not None and age > self.grace_period else None
+
+    def outcome(self, trial: FrozenTrial) -> str:
+        """:func:`outcome`, with ``stale`` for a RUNNING trial whose heartbeat stopped."""
+        return "stale" if self.stale_for(trial) is not None else outcome(trial)
 
 
 def find_study_dir(study: str | Path, runs_dir: str | Path = "runs") -> Path:
@@ -76,11 +101,40 @@ def open_study(study: str | Path, storage: str | None = None, runs_dir: str | Pa
         if "***" in url:
             raise ConfigError(f"{study_dir / STUDY_JSON}: the storage password is not recorded "
                               f"(accepted: --storage {url})")
-    return OpenedStudy(name, study_dir, url, _load_arms(url, arm_names))
+    arms, ages = _load_arms(url, arm_names)
+    return OpenedStudy(name, study_dir, url, arms, _grace_period(study_dir), ages)
 
 
-def _load_arms(url: str, arm_names: dict[str, str]) -> dict[str, optuna.Study]:
-    """Each arm's Optuna study, read only: a missing or damaged SQLite file is an error, never created."""
+def _grace_period(study_dir: Path) -> float:
+    """The study file's ``heartbeat.grace_period`` (the default when the file is missing or unreadable)."""
+    from rlopt.study_spec import load_spec
+
+    try:
+        return float(load_spec(study_dir / STUDY_YAML).heartbeat.grace_period)
+    except ConfigError:
+        return float(DEFAULT_HEARTBEAT["grace_period"])
+
+
+def _heartbeat_ages(rdb: optuna.storages.RDBStorage) -> dict[int, float]:
+    """Seconds since each trial's last heartbeat, on the database's clock (optuna writes its ``now()``)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    beats = models.TrialHeartbeatModel
+    with rdb.engine.connect() as connection:
+        now = connection.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = connection.execute(sqlalchemy.select(beats.trial_id, beats.heartbeat)).all()
+    if now is None:
+        return {}
+    now = now.replace(tzinfo=None)
+    return {int(trial_id): (now - beat.replace(tzinfo=None)).total_seconds() for trial_id, beat in rows}
+
+
+def _load_arms(
+    url: str, arm_names: dict[str, str]
+) -> tuple[dict[str, optuna.Study], dict[int, float]]:
+    """Each arm's Optuna study and the heartbeat ages, read only: a missing or damaged SQLite file is an
+    error, never created."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from rlopt.storage import SQLITE_HEADER, sqlite_path
@@ -103,11 +157,12 @@ def _load_arms(url: str, arm_names: dict[str, str]) -> dict[str, optuna.Study]:
                 raise ConfigError(f"storage {redact(url)} has no study {study_name!r} "
                                   "(accepted: the storage the study was run with, --storage URL)") from exc
             arms[label].get_trials(deepcopy=False)  # read now: a damaged file fails here, in one line
+        ages = _heartbeat_ages(rdb)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise ConfigError(f"storage {redact(url)} cannot be read ({reason[0] if reason else exc}; damaged "
                           "or truncated database?)") from exc
-    return arms
+    return arms, ages
 
 
 def outcome(trial: FrozenTrial) -> str:
@@ -130,6 +185,16 @@ def failure_reason(trial: FrozenTrial) -> str:
     return str(reason)
 
 
+def _ago(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"2 h 5 min"``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -145,9 +210,9 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=160)
+    console = console or Console()
     trials = opened.trials()
-    totals = Counter(outcome(t) for _, t in trials)
+    totals = Counter(opened.outcome(t) for _, t in trials)
     targets = {label: s.user_attrs.get("n_trials") for label, s in opened.arms.items()}
     first = next(iter(opened.arms.values()), None)
     attrs = first.user_attrs if first is not None else {}
@@ -165,7 +230,7 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     best: dict[tuple[str, str], float] = {}
     for label, t in trials:
         setting = str(t.user_attrs.get("setting", "(not drawn yet)"))
-        per_setting[(label, setting)][outcome(t)] += 1
+        per_setting[(label, setting)][opened.outcome(t)] += 1
         if t.state == TrialState.COMPLETE and t.value is not None:
             best[(label, setting)] = max(best.get((label, setting), t.value), t.value)
     table = Table(title="Progress per setting")
@@ -189,6 +254,19 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
                           _fmt(a.get("weight_decay")))
         console.print(table)
 
+    stale = [(label, t, opened.stale_for(t)) for label, t in trials if opened.stale_for(t) is not None]
+    if stale:
+        table = Table(title="Stale trials (RUNNING in the storage, but no heartbeat within "
+                      f"the grace period of {opened.grace_period:g} s)")
+        for column in ("arm", "trial", "setting", "last heartbeat", "what happens"):
+            table.add_column(column, overflow="fold")
+        for label, t, age in stale:
+            table.add_row(label, str(t.number), str(t.user_attrs.get("setting", "-")),
+                          f"{_ago(age or 0.0)} ago",
+                          "its worker is gone (killed?); the next `rlopt study run` marks it failed and "
+                          "retries it")
+        console.print(table)
+
     failures = [(label, t) for label, t in trials if outcome(t) in ("failed", "diverged")]
     if failures:
         table = Table(title="Failures")
@@ -201,14 +279,23 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     return dict(totals)
 
 
-def _plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
+def _is_grid(study: optuna.Study) -> bool:
+    return study.user_attrs.get("sampler") == "grid"
+
+
+def _plots(study: optuna.Study, skipped: list[str], label: str) -> list[tuple[str, Callable[[], Any]]]:
+    """The Optuna plots this arm's trials define; why each other one is left out goes to ``skipped``."""
     from optuna.visualization import matplotlib as vis
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     params = sorted({p for t in complete for p in t.params})
     out: list[tuple[str, Callable[[], Any]]] = []
-    if complete:
+    if _is_grid(study):
+        pass  # a grid's trial order is arbitrary: objective_by_setting.png shows every arm instead
+    elif len(complete) >= 2:
         out.append(("history", lambda: vis.plot_optimization_history(study)))
+    elif complete:
+        skipped.append(f"{label} history: one finished trial (a single dot)")
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         out.append(("intermediate", lambda: vis.plot_intermediate_values(study)))
     if len(params) >= 2 and len(complete) >= 2:
@@ -221,32 +308,89 @@ def _plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
     return out
 
 
-def write_plots(opened: OpenedStudy) -> list[Path]:
-    """Write Optuna's plots of every arm to ``<study>/plots/<arm>_<plot>.png``; skip undefined ones."""
+def _objective_by_setting(opened: OpenedStudy) -> Any:
+    """One chart of a grid study: each finished trial's objective value by setting, a colour per arm."""
+    from matplotlib.figure import Figure
+
+    from rlopt.plots import colours
+
+    rows: list[tuple[str, str, float]] = []
+    for label, study in opened.arms.items():
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                rows.append((label, str(t.user_attrs.get("setting", f"trial {t.number}")), float(t.value)))
+    if not rows:
+        return None
+    settings = list(dict.fromkeys(setting for _, setting, _ in rows))
+    palette = colours(list(opened.arms))
+    fig = Figure(figsize=(7.0, 1.2 + 0.32 * len(settings)))
+    ax = fig.add_subplot()
+    for label in opened.arms:
+        points = [(settings.index(s), v) for a, s, v in rows if a == label]
+        if points:
+            ax.plot([v for _, v in points], [len(settings) - 1 - i for i, _ in points], "o",
+                    color=palette[label], label=label)
+    ax.set_yticks(range(len(settings))[::-1], settings, fontsize=8)
+    first = next(iter(opened.arms.values()))
+    ax.set(title=f"{opened.name}: objective of each finished trial (grid study)",
+           xlabel=str(first.user_attrs.get("objective", "objective value")))
+    ax.grid(axis="x", alpha=0.3)
+    if len(opened.arms) > 1:
+        ax.legend(fontsize=8, loc="best", title="arm")
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(opened: OpenedStudy, console: Any = None) -> list[Path]:
+    """Write Optuna's plots of every arm to ``<study>/plots/<arm>_<plot>.png``; skip undefined ones.
+
+    Every plot's title starts with its arm. A grid study gets ``objective_by_setting.png`` (all arms on
+    one chart) instead of per-arm optimisation histories. Each plot left out is named with the reason,
+    one line on ``console`` when given (the log otherwise).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder = opened.study_dir / "plots"
-    written = []
+    written: list[Path] = []
+    skipped: list[str] = []
+
+    def save(figure: Any, name: str) -> None:
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.png"
+        atomic.save_figure(figure, path, dpi=100, bbox_inches="tight")
+        written.append(path)
+
     for label, study in opened.arms.items():
-        for name, make in _plots(study):
+        for name, make in _plots(study, skipped, label):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     axes = make()
                 except Exception as exc:  # an undefined plot (e.g. importances of constant params) is skipped
-                    log.info("plot %s of %s skipped: %s", name, label, exc)
+                    skipped.append(f"{label} {name}: {exc}")
                     continue
-            figure = getattr(axes, "figure", None)
-            if figure is None and hasattr(axes, "flat"):
-                figure = axes.flat[0].figure
+            first = axes.flat[0] if hasattr(axes, "flat") else axes
+            figure = getattr(first, "figure", None)
             if figure is None:
                 continue
-            folder.mkdir(exist_ok=True)
-            path = folder / f"{label}_{name}.png"
-            atomic.save_figure(figure, path, dpi=100, bbox_inches="tight")
+            if hasattr(axes, "flat"):
+                figure.suptitle(f"{label}: {figure.get_suptitle() or name.replace('_', ' ')}")
+            else:
+                axes.set_title(f"{label}: {axes.get_title() or name.replace('_', ' ')}")
+            save(figure, f"{label}_{name}")
             plt.close(figure)
-            written.append(path)
+    if any(_is_grid(study) for study in opened.arms.values()):
+        figure = _objective_by_setting(opened)
+        if figure is not None:
+            save(figure, "objective_by_setting")
+            skipped.append("optimisation histories: a grid study tries each setting once, in no meaningful "
+                           "order; objective_by_setting.png compares the settings instead")
+    for line in skipped:
+        if console is not None:
+            console.print(f"plot skipped: {line}")
+        else:
+            log.info("plot skipped: %s", line)
     return written

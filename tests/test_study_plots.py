@@ -1,4 +1,5 @@
-"""Optuna's plots of a study, written per arm; plots the trials cannot define are skipped."""
+"""Optuna's plots of a study, written per arm and titled with it; plots the trials cannot define are
+skipped with a reason, and a grid study gets one objective-by-setting chart instead of histories."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.distributions import FloatDistribution
+import pytest
+from matplotlib.image import imread
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from rlopt import study_status
 from rlopt.study_status import OpenedStudy, write_plots
 
 
 def _searched_arm(n: int) -> optuna.Study:
     study = optuna.create_study(direction="maximize")
+    study.set_user_attr("sampler", "tpe")
     rng = np.random.default_rng(0)
     distributions = {"1-beta1": FloatDistribution(1e-3, 0.5, log=True),
                      "1-beta2": FloatDistribution(1e-4, 0.1, log=True),
@@ -27,13 +32,65 @@ def _searched_arm(n: int) -> optuna.Study:
     return study
 
 
-def test_plots_of_a_searched_arm_include_importances_and_the_beta_contour(tmp_path: Path) -> None:
+def _grid_arm(optimizer: str, values: dict[float, float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("sampler", "grid")
+    study.set_user_attr("objective", "iqm of normalized_auc")
+    distribution = {"beta2": CategoricalDistribution(list(values))}
+    for beta2, value in values.items():
+        study.add_trial(optuna.trial.create_trial(
+            params={"beta2": beta2}, distributions=distribution, value=value,
+            user_attrs={"setting": f"{optimizer} b2={beta2:g}"}))
+    return study
+
+
+@pytest.fixture
+def titles(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The title each saved figure had (axes titles and suptitle), by file name."""
+    seen: dict[str, str] = {}
+    save = study_status.atomic.save_figure
+
+    def recording(figure, path, **kwargs):  # type: ignore[no-untyped-def]
+        parts = [figure.get_suptitle(), *(ax.get_title() for ax in figure.axes)]
+        seen[Path(path).name] = " | ".join(p for p in parts if p)
+        return save(figure, path, **kwargs)
+
+    monkeypatch.setattr(study_status.atomic, "save_figure", recording)
+    return seen
+
+
+def test_plots_of_a_searched_arm_are_titled_with_the_arm_and_a_single_trial_history_is_skipped(
+    tmp_path: Path, titles: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    from rich.console import Console
+
     single = optuna.create_study(direction="maximize")
     single.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
     opened = OpenedStudy("plots", tmp_path, "sqlite://", {"adam": _searched_arm(12), "adopt": single})
-    written = {p.name for p in write_plots(opened)}
+    written = {p.name for p in write_plots(opened, Console(width=200))}
     assert written == {
         "adam_history.png", "adam_intermediate.png", "adam_importances.png", "adam_parallel.png",
-        "adam_contour_beta1_beta2.png", "adopt_history.png",
+        "adam_contour_beta1_beta2.png",
     }
     assert all((tmp_path / "plots" / name).stat().st_size > 1000 for name in written)
+    for name in written:
+        assert titles[name].startswith("adam: "), (name, titles[name])
+    assert "Optimization History" in titles["adam_history.png"]
+    assert "plot skipped: adopt history: one finished trial" in capsys.readouterr().out
+
+
+def test_a_grid_study_gets_one_objective_by_setting_chart_instead_of_histories(
+    tmp_path: Path, titles: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    from rich.console import Console
+
+    adam = _grid_arm("adam", {0.9: 0.2, 0.999: 0.5})
+    adopt = _grid_arm("adopt", {0.9: 0.4, 0.9999: 0.6})
+    opened = OpenedStudy("beta2-grid", tmp_path, "sqlite://", {"adam": adam, "adopt": adopt})
+    written = {p.name for p in write_plots(opened, Console(width=200))}
+    assert written == {"objective_by_setting.png"}
+    assert titles["objective_by_setting.png"] == "beta2-grid: objective of each finished trial (grid study)"
+    out = capsys.readouterr().out
+    assert "plot skipped: optimisation histories: a grid study tries each setting once" in out
+    image = imread(tmp_path / "plots" / "objective_by_setting.png")
+    assert image.shape[0] > 150  # four settings, one row each

@@ -142,7 +142,7 @@ def _show(study: str, storage: str | None, runs_dir: str, plots: bool) -> int:
     opened = open_study(study, storage, runs_dir)
     print_status(opened, console)
     if plots:
-        written = write_plots(opened)
+        written = write_plots(opened, console)
         if written:
             console.print(f"plots: {len(written)} PNG files in {opened.study_dir / 'plots'}")
     console.print(f"TensorBoard: tensorboard --logdir {opened.study_dir}")
