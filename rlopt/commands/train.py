@@ -101,7 +101,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=None,
         help="env steps between evaluations, plus one after the last update "
-        "(default: max(10000, timesteps/20), which keeps evaluation under 10%% of the run)",
+        "(default: max(20000, timesteps/20), which keeps evaluation under 10%% of the run)",
     )
     parser.add_argument(
         "--eval-episodes",
