@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,13 +103,43 @@ def test_second_moment_read_from_rmsprop_state_too() -> None:
     assert stats["second_moment_sqrt_max"] == pytest.approx(float(v.max()))
 
 
-def test_return_collapse_is_counted_once_per_drop_below_half_the_range() -> None:
-    tracker = StabilityTracker(StabilityThresholds(collapse_fraction=0.5))
-    started = [tracker.observe_return(r) for r in [0, 100, 40, 30, 90, 10, 60]]
-    # eval 3: 40 < 100 - 0.5*100 starts a collapse; 30 continues it; 90 recovers; 10 starts another;
-    # 60 > 50 recovers
-    assert started == [False, False, True, False, False, True, False]
+def test_return_collapse_is_counted_once_two_evaluations_below_half_the_learnt_range() -> None:
+    tracker = StabilityTracker(StabilityThresholds(collapse_fraction=0.5, collapse_patience=2))
+    counted = [tracker.observe_return(r) for r in [0, 100, 40, 30, 20, 90, 10, 60, 5, 3]]
+    # 40 < 100 - 0.5*100 is collapsed, 30 makes it two in a row: one collapse, not counted again at 20;
+    # 90 recovers; 10 alone is one bad evaluation (60 recovers); 5 and 3 are the second collapse
+    assert counted == [False, False, False, True, False, False, False, False, False, True]
     assert tracker.return_collapses == 2
+
+
+def test_with_patience_one_every_drop_below_half_the_range_counts() -> None:
+    tracker = StabilityTracker(StabilityThresholds(collapse_patience=1))
+    counted = [tracker.observe_return(r) for r in [0, 100, 40, 30, 90, 10, 60]]
+    assert counted == [False, False, True, False, False, True, False]
+
+
+def test_a_learnt_policy_that_falls_back_and_stays_there_counts_one_collapse() -> None:
+    """A run that learnt (returns up to 3,000) and then lost it for good."""
+    tracker = StabilityTracker()
+    for r in [-300, 200, 1200, 2500, 3000, 3100, -250, -280, -260, -270]:
+        tracker.observe_return(r)
+    assert tracker.return_collapses == 1
+
+
+def test_noise_of_a_policy_that_learnt_nothing_is_not_a_collapse() -> None:
+    """SAC before learning_starts on InvertedPendulum-v5 (its real eval curve): returns 10.0-10.6."""
+    tracker = StabilityTracker()
+    for r in [10.2, 10.6, 10.2, 10.6, 10.0, 10.2, 10.2, 10.4, 10.6, 10.6, 80.4, 101.8]:
+        tracker.observe_return(r)
+    assert tracker.return_collapses == 0
+
+
+def test_one_bad_evaluation_of_a_learning_run_is_not_a_collapse() -> None:
+    """PPO on InvertedPendulum-v5 (real eval curve): a dip from 108.8 to 71.4 while learning, then 1000s."""
+    tracker = StabilityTracker()
+    for r in [56.6, 108.8, 71.4, 638.2, *[1000.0] * 20]:
+        tracker.observe_return(r)
+    assert tracker.return_collapses == 0
 
 
 def test_small_dips_and_improvements_are_not_collapses() -> None:
@@ -118,12 +149,37 @@ def test_small_dips_and_improvements_are_not_collapses() -> None:
     assert tracker.return_collapses == 0
 
 
-def test_loss_spike_is_a_tenfold_jump_over_the_recent_median() -> None:
-    tracker = StabilityTracker(StabilityThresholds(spike_factor=10, spike_history=20, spike_min_history=5))
-    flags = [tracker.observe_loss(v) for v in [1.0, 2.0, 1.0, 1.5, 1.0, 9.0, 30.0, 1.0]]
-    assert flags == [False] * 6 + [True, False]
+def _heavy_tailed_losses(n: int, seed: int = 0) -> list[float]:
+    """A healthy value loss: log-normal around 3e-3 with a 10x tail now and then (as HalfCheetah PPO's)."""
+    rng = np.random.default_rng(seed)
+    return list(3e-3 * np.exp(rng.normal(0.0, 1.0, n)))
+
+
+def test_loss_spike_is_a_jump_far_above_the_recent_high_quantile() -> None:
+    tracker = StabilityTracker(
+        StabilityThresholds(spike_factor=20, spike_quantile=0.9, spike_history=50, spike_min_history=10)
+    )
+    losses = _heavy_tailed_losses(300)
+    reference = float(np.quantile(losses[150:200], 0.9))
+    losses[200] = 30 * reference  # a planted spike
+    flags = [tracker.observe_loss(v) for v in losses]
+    assert [i for i, f in enumerate(flags) if f] == [200]
     assert tracker.loss_spikes == 1
     assert not StabilityTracker().observe_loss(float("nan"))
+
+
+def test_the_heavy_tail_of_a_healthy_loss_is_not_a_spike() -> None:
+    """Ten times the median happens every few dozen windows in a healthy run; none of it counts."""
+    losses = _heavy_tailed_losses(2000, seed=1)
+    tracker = StabilityTracker()
+    for value in losses:
+        tracker.observe_loss(value)
+    previous_rule = StabilityThresholds(spike_factor=10, spike_quantile=0.5, spike_history=20)
+    median_based = StabilityTracker(previous_rule)
+    for value in losses:
+        median_based.observe_loss(value)
+    assert tracker.loss_spikes == 0
+    assert median_based.loss_spikes > 5  # what the median rule counted on healthy runs
 
 
 def test_probe_keeps_every_update_of_a_long_window_and_counts_each_bad_one_once() -> None:
