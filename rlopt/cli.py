@@ -54,7 +54,8 @@ def interrupt_on_sigterm() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    interrupt_on_sigterm()
+    if argv is None:  # the program itself (not a caller passing its own words): SIGTERM is Ctrl-C
+        interrupt_on_sigterm()
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
