@@ -17,7 +17,7 @@ import logging
 import multiprocessing as mp
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +181,13 @@ class StudyOutcome:
         finished: trials that answered (complete, diverged or pruned), over all arms.
         planned: trials the study file asks for, over all arms.
         missing: ``"<arm>: <setting> (<reason>)"`` for each failed trial no retry is left for.
+        already: the study had finished before this command (it ran nothing).
     """
 
     finished: int
     planned: int
     missing: tuple[str, ...]
+    already: bool = False
 
     @property
     def complete(self) -> bool:
@@ -251,6 +253,9 @@ def run_study(
     location = locate(spec, storage, runs_dir)
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
+    before = study_outcome(spec, location.url)
+    if before.complete:  # nothing to run: say so without starting any worker
+        return location, replace(before, already=True)
     parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
     log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s",
              spec.name, location.study_dir, redact(location.url), workers, parallel,

@@ -205,7 +205,10 @@ class Worker:
         keys = run_keys(spec)
         folder = self.study_dir / trial_folder(claimed.setting, trial.number)
         configs = [train_config(spec, claimed.setting, key, folder / key.folder()) for key in keys]
-        reporter = _Reporter(spec, trial, keys_tasks=[k.task for k in keys])
+        reporter = _Reporter(spec, trial, keys_tasks=[k.task for k in keys],
+                             label=f"{claimed.arm.label} trial {trial.number} ({claimed.setting.label})",
+                             run_names=[f"{k.task} seed {k.seed}" for k in keys],
+                             budgets=[c.timesteps for c in configs])
         start = time.perf_counter()
         try:
             results = self._reused_results(claimed, configs)
@@ -371,10 +374,14 @@ class _Heartbeat:
 class _Reporter:
     """Report the across-run aggregate to the trial once every run has reached an evaluation index."""
 
-    def __init__(self, spec: StudySpec, trial: optuna.Trial, keys_tasks: list[str]) -> None:
+    def __init__(self, spec: StudySpec, trial: optuna.Trial, keys_tasks: list[str], label: str = "",
+                 run_names: list[str] | None = None, budgets: list[int | None] | None = None) -> None:
         self.spec = spec
         self.trial = trial
         self.tasks = keys_tasks
+        self.label = label
+        self.run_names = run_names or [f"run {i}" for i in range(len(keys_tasks))]
+        self.budgets = budgets or [None] * len(keys_tasks)
         self.returns: list[list[float]] = [[] for _ in keys_tasks]
         self.steps: list[list[int]] = [[] for _ in keys_tasks]
         self.reported = 0
@@ -384,6 +391,10 @@ class _Reporter:
     def on_point(self, index: int, timesteps: int, mean_return: float) -> bool:
         self.returns[index].append(mean_return)
         self.steps[index].append(timesteps)
+        budget = self.budgets[index]
+        log.info("%s: %s at %s%s env steps, eval return %.1f (run %d of %d)", self.label,
+                 self.run_names[index], f"{timesteps:,}", f" of {budget:,}" if budget else "", mean_return,
+                 index + 1, len(self.tasks))
         if not math.isfinite(mean_return):
             return False
         while all(len(r) > self.reported for r in self.returns):

@@ -49,6 +49,11 @@ def test_every_grid_point_runs_once_with_two_workers_sharing_sqlite(study: dict[
     assert {t.user_attrs["setting"] for t in adopt} == {"adopt b2=0.99", "adopt b2=0.9999"}
     workers = {t.user_attrs["worker"] for a in trials.values() for t in a}
     assert len(workers) == 2, workers  # both workers took trials
+    # progress while a trial trains: a line per evaluation of each run, the worker named once
+    log = study["first"].stderr
+    assert "adam trial 0 (adam): InvertedPendulum-v5 seed 0 at 128 of 256 env steps" in log, log[-2000:]
+    assert "worker 1: " not in log and "[worker 1]" in log
+    assert "study tiny: finished, 4 of 4 trials; next: rlopt report" in study["first"].stdout
     storage = optuna.storages.RDBStorage(study["url"], skip_compatibility_check=True)
     # optuna-dashboard titles the objective with the metric name, not "Objective 0"
     assert optuna.load_study(study_name="tiny/adam", storage=storage).metric_names == ["iqm final_return"]
@@ -112,7 +117,7 @@ def test_status_shows_progress_and_failures_and_writes_plots(study: dict[str, An
     for text in ("adopt b2=0.9999", "Best trials", "Failures", "diverged", "non-finite"):
         assert text in out, out
     plots = sorted(p.name for p in (study["dir"] / "plots").glob("*.png"))
-    assert "adopt_history.png" in plots and "adopt_intermediate.png" in plots
+    assert "objective_by_setting.png" in plots and "adopt_intermediate.png" in plots  # grid: no history
 
 
 def test_rerunning_the_same_command_resumes_and_adds_nothing(study: dict[str, Any]) -> None:
@@ -120,7 +125,7 @@ def test_rerunning_the_same_command_resumes_and_adds_nothing(study: dict[str, An
     again = run_rlopt("study", "run", study["path"], "--runs-dir", study["folder"] / "runs", "--no-plots",
                       cwd=study["folder"])
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"study tiny: finished, 4 of 4 trials; next: rlopt report {study['dir']}" in again.stdout
+    assert f"study tiny: already finished, 4 of 4 trials; next: rlopt report {study['dir']}" in again.stdout
     for arm, before in study["trials"].items():
         after = arm_trials(study["url"], "tiny", arm)
         assert [(t.number, t.state, t.value) for t in after] == [(t.number, t.state, t.value) for t in before]

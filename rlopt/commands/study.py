@@ -97,10 +97,9 @@ def _say_outcome(name: str, study_dir: Any, outcome: Any) -> int:
     import sys
 
     if outcome.complete:
-        print(
-            f"study {name}: finished, {outcome.finished} of {outcome.planned} trials; "
-            f"next: rlopt report {study_dir}"
-        )
+        state = "already finished" if outcome.already else "finished"
+        print(f"study {name}: {state}, {outcome.finished} of {outcome.planned} trials; "
+              f"next: rlopt report {study_dir}")
         return 0
     shown = "; ".join(outcome.missing[:3]) + (
         f"; and {len(outcome.missing) - 3} more" if len(outcome.missing) > 3 else ""
