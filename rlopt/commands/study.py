@@ -137,7 +137,7 @@ def _show(study: str, storage: str | None, runs_dir: str, plots: bool) -> int:
 
     from rlopt.study_status import open_study, print_status, write_plots
 
-    console = Console(width=160)
+    console = Console()  # the terminal's width (COLUMNS, or 80 when not a terminal)
     opened = open_study(study, storage, runs_dir)
     print_status(opened, console)
     if plots:
