@@ -230,10 +230,93 @@ def test_pruned_and_failed_runs_are_counted_and_left_out_of_the_statistics(tmp_p
     assert aggregate_row(md)[6:] == aggregate_row(clean)[6:]  # same IQMs and intervals
 
 
-def test_no_beta_heatmap_when_only_one_beta_varies(tmp_path: Path) -> None:
-    write_report(grid_study(beta1s=(0.9,)), None, tmp_path, **FAST)
+def report_figures(runs: list[Run], out: Path) -> dict[str, Any]:
+    """Write the report of ``runs`` and return every figure it saved, by file name (the files are
+    written as usual; the figures are kept to read their labels)."""
+    from rlopt import atomic
+
+    seen: dict[str, Any] = {}
+    save = atomic.save_figure
+
+    def recording(figure: Any, path: Path, **kwargs: Any) -> None:
+        seen[Path(path).name] = figure
+        save(figure, path, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(atomic, "save_figure", recording)
+        write_report(runs, None, out, **FAST)
+    return seen
+
+
+BETA2S = (0.9, 0.99, 0.999, 0.9999)
+
+
+@pytest.fixture(scope="module")
+def beta2_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Adam and ADOPT at four β2 values (β1 fixed): eight settings, a 1-D β grid."""
+    out = tmp_path_factory.mktemp("beta2")
+    return out, report_figures(grid_study(beta1s=(0.9,), beta2s=BETA2S), out)
+
+
+def test_a_one_beta_grid_gets_score_against_beta_per_optimizer_and_no_heatmap(
+    beta2_report: tuple[Path, dict[str, Any]]
+) -> None:
+    tmp_path, figures = beta2_report
     assert not (tmp_path / "beta_heatmap.png").exists()
-    assert "No claim is declared" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "No claim is declared" in md
+    assert "](beta2_sweep.png)" in md and "at each β2, a line per optimizer" in md
+    final, auc = figures["beta2_sweep.png"].axes
+    assert final.get_ylabel() == "IQM normalised final return" and auc.get_ylabel() == "IQM normalised AUC"
+    for ax in (final, auc):
+        assert ax.get_xscale() == "log" and ax.get_xlabel() == "β2 (log scale of 1 − β2)"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.9", "0.99", "0.999", "0.9999"]
+        left, right = ax.get_xlim()
+        assert left > right  # 1 − β2 decreases to the right: β2 grows to the right
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["adam", "adopt"]
+    # ADOPT learns twice as fast in grid_study: its line lies above Adam's at every β2
+    adam, adopt = (np.asarray(bars.lines[0].get_ydata()) for bars in final.containers)
+    assert adam.shape == adopt.shape == (len(BETA2S),) and np.all(adopt > adam)
+
+
+def test_curves_of_eight_settings_are_one_panel_per_optimizer_with_shared_axes(
+    beta2_report: tuple[Path, dict[str, Any]]
+) -> None:
+    figures = beta2_report[1]
+    for name in ("sample_efficiency.png", "curves_Hopper-v5.png", "performance_profile.png"):
+        panels = [ax for ax in figures[name].axes if ax.get_visible()]
+        assert [ax.get_title() for ax in panels] == ["adam", "adopt"], name
+        for ax, optimizer in zip(panels, ("adam", "adopt"), strict=True):
+            legend = [t.get_text() for t in ax.get_legend().get_texts()]
+            assert legend == [f"{optimizer} b1=0.9 b2={b:g}" for b in BETA2S], name
+        assert panels[0].get_shared_y_axes().joined(panels[0], panels[1]), name
+        assert panels[0].get_ylim() == panels[1].get_ylim()
+        # the same β2 has the same colour in both panels
+        colours = [[line.get_color() for line in ax.get_legend().get_lines()] for ax in panels]
+        assert colours[0] == colours[1] and len(set(colours[0])) == len(BETA2S)
+
+
+def test_two_settings_share_one_panel(tmp_path: Path) -> None:
+    figures = report_figures(grid_study(beta1s=(0.9,), beta2s=(0.999,)), tmp_path)
+    (panel,) = figures["sample_efficiency.png"].axes
+    assert panel.get_title() == "IQM normalised return over all tasks"
+    assert [t.get_text() for t in panel.get_legend().get_texts()] == [
+        "adam b1=0.9 b2=0.999", "adopt b1=0.9 b2=0.999"]
+
+
+def test_poi_matrix_axes_name_the_candidate_rows_and_baseline_columns(
+    beta2_report: tuple[Path, dict[str, Any]]
+) -> None:
+    tmp_path, figures = beta2_report
+    heat = figures["poi_matrix.png"].axes[0]
+    assert heat.get_ylabel() == "candidate (row)" and heat.get_xlabel() == "baseline (column)"
+    labels = [f"{o} b1=0.9 b2={b:g}" for o in ("adam", "adopt") for b in BETA2S]
+    assert [t.get_text() for t in heat.get_yticklabels()] == labels
+    assert [t.get_text() for t in heat.get_xticklabels()] == labels
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.texts}
+    assert cells[(4, 0)] == "1.00" and cells[(0, 4)] == "0.00"  # ADOPT (row 4) beats Adam (column 0)
+    md = (tmp_path / "report.md").read_text()
+    assert "candidate setting (row)" in md and "baseline setting (column)" in md
 
 
 def test_report_of_a_study_with_no_runs_yet(tmp_path: Path) -> None:
