@@ -582,7 +582,7 @@ def _stability(w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boo
         "Events per run from each run's metrics.json `stability` (mean with interval; defined in "
         "rlopt.diagnostics, calibrated so that runs that learnt well count none). A *return collapse*: two "
         "evaluations in a row below the best return so far minus half of what the run had learnt; a *loss "
-        "spike*: a window whose value (PPO) or critic (SAC) loss exceeds 20x the 90th percentile of the "
+        "spike*: a window whose value (PPO) or critic (SAC) loss exceeds 50x the 90th percentile of the "
         "previous 50 windows; a *NaN event*: an update with a non-finite gradient or parameters. Late "
         "variation: IQM over runs of the standard deviation of the normalised eval return over the last 25% "
         "of training."

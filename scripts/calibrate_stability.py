@@ -52,13 +52,13 @@ def replay(returns: list[float], losses: list[float], thresholds: StabilityThres
 
 def planted(returns: list[float], losses: list[float]) -> tuple[list[float], list[float]]:
     """The run with its second half's returns dropped to its first evaluation, and one loss window set to
-    30x the 90th percentile of the loss series."""
+    100x the 90th percentile of the loss series."""
     half = len(returns) // 2
     low = returns[0]
     dropped = returns[:half] + [low] * (len(returns) - half)
     spiked = list(losses)
     if len(spiked) > 60:
-        spiked[len(spiked) // 2] = 30 * float(np.quantile(losses, 0.9))
+        spiked[len(spiked) // 2] = 100 * float(np.quantile(losses, 0.9))
     return dropped, spiked
 
 

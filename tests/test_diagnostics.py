@@ -157,11 +157,12 @@ def _heavy_tailed_losses(n: int, seed: int = 0) -> list[float]:
 
 def test_loss_spike_is_a_jump_far_above_the_recent_high_quantile() -> None:
     tracker = StabilityTracker(
-        StabilityThresholds(spike_factor=20, spike_quantile=0.9, spike_history=50, spike_min_history=10)
+        StabilityThresholds(spike_factor=50, spike_quantile=0.9, spike_history=50, spike_min_history=10)
     )
     losses = _heavy_tailed_losses(300)
     reference = float(np.quantile(losses[150:200], 0.9))
-    losses[200] = 30 * reference  # a planted spike
+    losses[200] = 100 * reference  # a planted spike
+    losses[250] = 30 * float(np.quantile(losses[200:250], 0.9))  # as high as healthy runs go: no spike
     flags = [tracker.observe_loss(v) for v in losses]
     assert [i for i, f in enumerate(flags) if f] == [200]
     assert tracker.loss_spikes == 1
