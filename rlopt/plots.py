@@ -38,46 +38,38 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-BAND_ALPHA = 0.13
-"""Opacity of a confidence band: light enough that two or three overlapping bands stay legible."""
+BAND_ALPHA = 0.18
+"""Opacity of a confidence band."""
 
 MAX_BANDS_PER_PANEL = 4
-"""A curve figure puts at most this many arms (with their bands) in one panel; more go to more panels."""
+"""A curve figure puts up to this many arms (with their bands) in one panel; more arms get a panel each."""
+
+MAX_COLUMNS = 4
+"""Panels per row of a small-multiples curve figure."""
 
 
 def _band(ax: Axes, band: Band, label: str, colour: tuple[float, ...]) -> None:
-    ax.plot(band.x, band.estimate, label=label, color=colour, lw=1.7)
+    ax.plot(band.x, band.estimate, label=label, color=colour, lw=1.7, zorder=3)
     if np.all(np.isfinite(band.low)) and np.all(np.isfinite(band.high)):
-        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=BAND_ALPHA, lw=0)
-        ax.plot(band.x, band.low, color=colour, lw=0.5, alpha=0.5)
-        ax.plot(band.x, band.high, color=colour, lw=0.5, alpha=0.5)
+        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=BAND_ALPHA, lw=0, zorder=2)
 
 
-def panel_groups(
+def panel_rows(
     labels: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
-) -> dict[str, list[str]]:
-    """The panels of a curve figure: ``title -> labels``, at most :data:`MAX_BANDS_PER_PANEL` each.
+) -> list[tuple[str, list[str]]]:
+    """The rows of a small-multiples curve figure: ``(row title, arms)``, one panel per arm.
 
-    ``groups`` (e.g. one per optimizer) keeps related arms together; a group with more arms is split
-    into consecutive panels (``adam (1/2)``, ``adam (2/2)``). Without groups, or when everything fits
-    in one panel, there is one panel titled ``""``.
+    ``groups`` (e.g. one per optimizer) puts each group on its own row, in the group's order; a group
+    of more than :data:`MAX_COLUMNS` arms wraps onto further rows. Arms in no group form a last row.
     """
     wanted = list(labels)
-    if groups is None:
-        groups = {"": wanted}
-    kept = {t: [x for x in members if x in wanted] for t, members in groups.items()}
-    kept = {t: m for t, m in kept.items() if m}
-    leftover = [x for x in wanted if not any(x in m for m in kept.values())]
+    kept = [(t, [x for x in members if x in wanted]) for t, members in (groups or {"": wanted}).items()]
+    kept = [(t, m) for t, m in kept if m]
+    leftover = [x for x in wanted if not any(x in m for _, m in kept)]
     if leftover:
-        kept["other"] = leftover
-    if len(wanted) <= MAX_BANDS_PER_PANEL:
-        return {"": wanted}
-    out: dict[str, list[str]] = {}
-    for title, members in kept.items():
-        chunks = [members[i : i + MAX_BANDS_PER_PANEL] for i in range(0, len(members), MAX_BANDS_PER_PANEL)]
-        for k, chunk in enumerate(chunks):
-            out[title if len(chunks) == 1 else f"{title} ({k + 1}/{len(chunks)})".strip()] = chunk
-    return out
+        kept.append(("", leftover))
+    return [(title, members[i : i + MAX_COLUMNS]) for title, members in kept
+            for i in range(0, len(members), MAX_COLUMNS)]
 
 
 def curves(
@@ -92,40 +84,47 @@ def curves(
 ) -> Path:
     """IQM curves of several arms with their bootstrap bands (one task, or the aggregate).
 
-    Up to :data:`MAX_BANDS_PER_PANEL` arms share one panel. More arms are drawn as small multiples
-    with shared axes, one panel per group (``groups``, e.g. per optimizer) or per chunk of arms; each
-    panel shows its arms in colour with their bands and every other arm as a thin grey line, so the
-    panels can be compared at a glance; there the k-th arm of each panel takes the k-th colour
-    (``palette`` applies to single-panel figures).
+    Up to :data:`MAX_BANDS_PER_PANEL` arms share one panel, coloured by ``palette``. More arms are
+    small multiples with shared axes: one panel per arm, a row per group (``groups``, e.g. per
+    optimizer, so the columns of a β grid are its β values), each panel with its arm's curve and band
+    in colour over the other arms of its row as thin grey lines. The k-th panel of every row takes the
+    k-th colour (for a β grid: one colour per β).
     """
-    panels = panel_groups(list(bands), groups)
-    n = len(panels)
-    if n > 1:  # the k-th arm of every panel gets the same colour (for a β grid: the same β everywhere)
-        palette = {x: c for members in panels.values() for x, c in colours(members).items()}
-    cols = 1 if n == 1 else 2 if n in (2, 4) else 3
-    rows = math.ceil(n / cols)
-    width = 7.0 if n == 1 else 5.2 * cols
-    fig = Figure(figsize=(width, 4.2 if n == 1 else 1.0 + 3.4 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
-    for k, (ax, (panel_title, members)) in enumerate(zip(axes.flat, panels.items(), strict=False)):
-        if n > 1:
-            for other, band in bands.items():
-                if other not in members:
-                    ax.plot(band.x, band.estimate, color="0.75", lw=0.8, zorder=1)
-        for label in members:
+    labels = list(bands)
+    if len(labels) <= MAX_BANDS_PER_PANEL:
+        fig = Figure(figsize=(7.0, 4.2))
+        ax = fig.add_subplot()
+        for label in labels:
             _band(ax, bands[label], label, palette[label])
-        ax.set_title(panel_title if n > 1 else title, fontsize=10 if n > 1 else 12)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        if k % cols == 0:
-            ax.set_ylabel(ylabel)
-        if k >= n - cols:
-            ax.set_xlabel(xlabel)
-            ax.xaxis.set_tick_params(labelbottom=True)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    if n > 1:
-        fig.suptitle(f"{title}   (grey: the other settings)", fontsize=12)
+        return _save(fig, path)
+    rows = panel_rows(labels, groups)
+    cols = max(len(members) for _, members in rows)
+    fig = Figure(figsize=(0.8 + 3.1 * cols, 1.0 + 2.5 * len(rows)))
+    axes = fig.subplots(len(rows), cols, squeeze=False, sharex=True, sharey=True)
+    for r, (_, members) in enumerate(rows):
+        shades = colours(members)
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(members):
+                ax.set_visible(False)
+                continue
+            label = members[c]
+            for other in members:
+                if other != label:
+                    ax.plot(bands[other].x, bands[other].estimate, color="0.7", lw=0.8, zorder=1)
+            _band(ax, bands[label], label, shades[label])
+            ax.set_title(label, fontsize=9, color=shades[label])
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+            if c == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            if r == len(rows) - 1 or (r + 1 < len(rows) and c >= len(rows[r + 1][1])):
+                ax.set_xlabel(xlabel, fontsize=8)
+                ax.xaxis.set_tick_params(labelbottom=True)
+    fig.suptitle(f"{title}   (grey: the other settings of the row)", fontsize=11)
     return _save(fig, path)
 
 

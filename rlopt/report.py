@@ -362,9 +362,13 @@ def _sample_efficiency(
     )
 
 
-def _shown_caption(text: str, arms: Mapping[str, _Arm], shown: Sequence[str]) -> str:
+def _shown_caption(text: str, arms: Mapping[str, _Arm], shown: Sequence[str], curves: bool = True) -> str:
     if len(shown) < len(arms):
         text += f"; the {len(shown)} best of {len(arms)} settings by aggregate IQM"
+    if not curves:
+        return text + "."
+    if len(shown) > plots.MAX_BANDS_PER_PANEL:
+        text += "; one panel per setting, a row per optimizer, shared axes"
     return text + "; bands: pointwise stratified-bootstrap intervals."
 
 
@@ -447,14 +451,18 @@ def _poi_and_profiles(
                 "is better",
                 arms,
                 shown,
-            ).replace("; bands: pointwise stratified-bootstrap intervals", ""),
+                curves=False,
+            ),
         )
     strata = {label: _score_strata(arms[label], "final_return", normaliser) for label in shown}
     strata = {k: v for k, v in strata.items() if v}
     if not strata:
         return
     pooled = np.concatenate([s for v in strata.values() for s in v])
-    taus = np.linspace(min(0.0, float(pooled.min())), max(1.0, float(pooled.max())), 101)
+    # τ spans the scores themselves: a fixed [0, 1] squeezed a small budget's profile into one step at 0.03
+    low, high = float(pooled.min()), float(pooled.max())
+    pad = 0.05 * (high - low) if high > low else 0.05
+    taus = np.linspace(low - pad, high + pad, 101)
     bands = {label: stats.performance_profile(v, taus, **boot) for label, v in strata.items()}
     w.add("## Performance profiles")
     path = plots.curves(

@@ -315,13 +315,17 @@ def _objective_by_setting(opened: OpenedStudy) -> Any:
     from rlopt.plots import colours
 
     rows: list[tuple[str, str, float]] = []
-    for label, study in opened.arms.items():
+    order: dict[str, tuple[Any, ...]] = {}
+    for k, (label, study) in enumerate(opened.arms.items()):
         for t in study.get_trials(deepcopy=False):
             if t.state == TrialState.COMPLETE and t.value is not None:
-                rows.append((label, str(t.user_attrs.get("setting", f"trial {t.number}")), float(t.value)))
+                setting = str(t.user_attrs.get("setting", f"trial {t.number}"))
+                rows.append((label, setting, float(t.value)))
+                numbers = tuple(v for _, v in sorted(t.params.items()) if isinstance(v, (int, float)))
+                order.setdefault(setting, (k, numbers, setting))
     if not rows:
         return None
-    settings = list(dict.fromkeys(setting for _, setting, _ in rows))
+    settings = sorted(order, key=lambda s: order[s])  # per arm, by the grid's values (β2 0.9, 0.99, ...)
     palette = colours(list(opened.arms))
     fig = Figure(figsize=(7.0, 1.2 + 0.32 * len(settings)))
     ax = fig.add_subplot()
@@ -339,6 +343,20 @@ def _objective_by_setting(opened: OpenedStudy) -> Any:
         ax.legend(fontsize=8, loc="best", title="arm")
     fig.tight_layout()
     return fig
+
+
+def _name_trials(ax: Any, study: optuna.Study) -> None:
+    """Legend entries ``Trial3`` (Optuna's) become ``3: adam b2=0.99`` (the trial's setting)."""
+    import re
+
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    settings = {t.number: t.user_attrs.get("setting") for t in study.get_trials(deepcopy=False)}
+    for text in legend.get_texts():
+        match = re.fullmatch(r"Trial ?(\d+)", text.get_text())
+        if match and settings.get(int(match.group(1))):
+            text.set_text(f"{match.group(1)}: {settings[int(match.group(1))]}")
 
 
 def write_plots(opened: OpenedStudy, console: Any = None) -> list[Path]:
@@ -376,6 +394,7 @@ def write_plots(opened: OpenedStudy, console: Any = None) -> list[Path]:
             figure = getattr(first, "figure", None)
             if figure is None:
                 continue
+            _name_trials(first, study)
             if hasattr(axes, "flat"):
                 figure.suptitle(f"{label}: {figure.get_suptitle() or name.replace('_', ' ')}")
             else:

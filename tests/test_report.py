@@ -279,21 +279,26 @@ def test_a_one_beta_grid_gets_score_against_beta_per_optimizer_and_no_heatmap(
     assert adam.shape == adopt.shape == (len(BETA2S),) and np.all(adopt > adam)
 
 
-def test_curves_of_eight_settings_are_one_panel_per_optimizer_with_shared_axes(
+def test_curves_of_eight_settings_are_one_panel_each_a_row_per_optimizer_with_shared_axes(
     beta2_report: tuple[Path, dict[str, Any]]
 ) -> None:
-    figures = beta2_report[1]
+    tmp_path, figures = beta2_report
     for name in ("sample_efficiency.png", "curves_Hopper-v5.png", "performance_profile.png"):
         panels = [ax for ax in figures[name].axes if ax.get_visible()]
-        assert [ax.get_title() for ax in panels] == ["adam", "adopt"], name
-        for ax, optimizer in zip(panels, ("adam", "adopt"), strict=True):
-            legend = [t.get_text() for t in ax.get_legend().get_texts()]
-            assert legend == [f"{optimizer} b1=0.9 b2={b:g}" for b in BETA2S], name
-        assert panels[0].get_shared_y_axes().joined(panels[0], panels[1]), name
-        assert panels[0].get_ylim() == panels[1].get_ylim()
-        # the same β2 has the same colour in both panels
-        colours = [[line.get_color() for line in ax.get_legend().get_lines()] for ax in panels]
-        assert colours[0] == colours[1] and len(set(colours[0])) == len(BETA2S)
+        assert [ax.get_title() for ax in panels] == [f"{o} b1=0.9 b2={b:g}" for o in ("adam", "adopt")
+                                                     for b in BETA2S], name
+        assert all(panels[0].get_shared_y_axes().joined(panels[0], ax) for ax in panels[1:]), name
+        assert all(panels[0].get_shared_x_axes().joined(panels[0], ax) for ax in panels[1:]), name
+        # each panel: its setting in colour with its band, the row's three other settings in grey
+        for ax in panels:
+            coloured = [line for line in ax.get_lines() if line.get_color() != "0.7"]
+            assert len(coloured) == 1 and len(ax.get_lines()) == len(BETA2S), name
+            assert len(ax.collections) == 1  # one band
+        # a β2 has one colour in both rows
+        colours = [ax.get_title(loc="center") and ax.title.get_color() for ax in panels]
+        assert colours[:4] == colours[4:] and len(set(colours[:4])) == len(BETA2S), name
+    md = (tmp_path / "report.md").read_text()
+    assert "one panel per setting, a row per optimizer, shared axes" in md
 
 
 def test_two_settings_share_one_panel(tmp_path: Path) -> None:
