@@ -206,7 +206,11 @@ def _fmt(value: Any) -> str:
 
 
 def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict[str, int]:
-    """Print progress per setting, the best trials and the failures; returns the outcome counts."""
+    """Print progress per setting, the best trials and the failures; returns the outcome counts.
+
+    The per-setting table always has the complete and running columns, and the other outcomes' only
+    where some trial has that outcome.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -234,10 +238,11 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
         if t.state == TrialState.COMPLETE and t.value is not None:
             best[(label, setting)] = max(best.get((label, setting), t.value), t.value)
     table = Table(title="Progress per setting")
-    for column in ("arm", "setting", *OUTCOMES, "best value"):
+    shown = [o for o in OUTCOMES if o in ("complete", "running") or totals[o]]  # narrow: no empty columns
+    for column in ("arm", "setting", *shown, "best value"):
         table.add_column(column, justify="left" if column in ("arm", "setting") else "right")
     for (label, setting), counts in sorted(per_setting.items()):
-        table.add_row(label, setting, *(str(counts[o] or "") for o in OUTCOMES),
+        table.add_row(label, setting, *(str(counts[o] or "") for o in shown),
                       _fmt(best.get((label, setting))))
     console.print(table)
 

@@ -21,16 +21,23 @@ pytestmark = pytest.mark.slow
 GRACE_S = 10  # the shortest grace period a study accepts (_study_files.TINY)
 
 
-def _row(out: str, first_cell: str) -> list[str]:
-    """The cells of the first table row starting with ``first_cell`` (rich's box-drawing tables)."""
-    for line in out.splitlines():
-        cells = [c.strip() for c in line.strip().strip("│┃").split("│")]
-        if cells and cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no row {first_cell!r} in:\n{out}")
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("│┃").replace("┃", "│").split("│")]
 
 
-def test_status_shows_the_trial_of_a_killed_worker_as_stale_after_the_grace_period(tmp_path: Path) -> None:
+def _progress(out: str) -> dict[str, str]:
+    """The first row of the "Progress per setting" table, by column name (rich's box-drawing table)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Progress per setting" in line)
+    header = next(_cells(line) for line in lines[start:] if line.lstrip().startswith("┃"))
+    row = next(_cells(line) for line in lines[start:] if line.lstrip().startswith("│"))
+    return dict(zip(header, row, strict=True))
+
+
+def test_status_shows_the_trial_of_a_killed_worker_as_stale_after_the_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: table cells on one line each
     # a budget the run does not reach before the kill
     path = write_study(tmp_path, "stale", "  - optimizer: adam\n", seeds=1, timesteps=200_000)
     study_dir = tmp_path / "runs" / "stale"
@@ -68,7 +75,7 @@ def test_status_shows_the_trial_of_a_killed_worker_as_stale_after_the_grace_peri
         worker.communicate()
     wait_for(lambda: not any(alive(pid) for pid in runs), "the killed worker's runs to exit")
     assert live.returncode == 0, live.stderr[-3000:]
-    assert _row(live.stdout, "adam")[3:5] == ["1", ""], live.stdout  # running 1, stale none
+    assert _progress(live.stdout)["running"] == "1" and "stale" not in _progress(live.stdout), live.stdout
     assert "Stale trials" not in live.stdout
 
     time.sleep(max(0.0, killed_at + GRACE_S + 1.5 - time.monotonic()))
@@ -76,15 +83,14 @@ def test_status_shows_the_trial_of_a_killed_worker_as_stale_after_the_grace_peri
                        cwd=tmp_path)
     assert status.returncode == 0, status.stderr[-3000:]
     out = status.stdout
-    assert _row(out, "adam")[3:5] == ["", "1"], out  # running none, stale 1
+    progress = _progress(out)
+    assert (progress["setting"], progress["running"], progress["stale"]) == ("adam", "", "1"), out
     assert "finished 0, stale 1" in out
     assert f"grace period of {GRACE_S} s" in out
-    row = _row(out, "adam")  # the first "adam" row is the per-setting table's; the stale table's follows
     stale_rows = [line for line in out.splitlines() if "ago" in line]
     assert stale_rows, out
     seconds = int(stale_rows[0].split(" s ago")[0].split()[-1])
     assert GRACE_S < seconds < GRACE_S + 60, stale_rows[0]
     assert "the next `rlopt study run` marks it failed" in " ".join(out.split())
-    assert row[1] == "adam"  # the setting label
     # status only reads: the trial is still RUNNING in the storage
     assert [t.state for t in arm_trials(url, "stale", "adam")] == [TrialState.RUNNING]
