@@ -272,3 +272,30 @@ def beta_sweeps(
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=12)
     return _save(fig, path)
+
+
+def run_lines(
+    panels: Mapping[str, Sequence[tuple[str, np.ndarray, np.ndarray]]],
+    path: Path,
+    *,
+    title: str,
+    ylabel: str,
+) -> Path:
+    """One panel per task, one line per run ``(label, steps, returns)``, a colour per label."""
+    labels = sorted({label for runs in panels.values() for label, _, _ in runs})
+    palette = colours(labels)
+    fig = Figure(figsize=(0.8 + 4.6 * min(len(panels), 3), 1.0 + 3.2 * math.ceil(len(panels) / 3)))
+    axes = fig.subplots(math.ceil(len(panels) / 3), min(len(panels), 3), squeeze=False)
+    for ax, (task, runs) in zip(axes.flat, panels.items(), strict=False):
+        named: set[str] = set()
+        for label, steps, returns in runs:
+            ax.plot(steps, returns, color=palette[label], lw=1.2, marker=".", ms=3,
+                    label=None if label in named else label)
+            named.add(label)
+        ax.set(title=task, xlabel="environment steps", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

@@ -205,6 +205,7 @@ def write_report(
         _poi_and_profiles(w, arms, shown, normaliser, palette, boot)
         _beta_grid(w, usable, normaliser, boot)
         _stability(w, arms, normaliser, boot)
+    _in_progress(w, records)
     _excluded_runs(w, records)
     md_path = out / "report.md"
     atomic.write_text(md_path, w.markdown())
@@ -239,7 +240,8 @@ def _budget(
         f"- seeds ({len(seeds)}): {', '.join(map(str, seeds)) or 'none'}",
         f"- settings ({len(arms)}) of {len(optimizers)} optimizer(s): {', '.join(optimizers) or 'none'}",
         f"- timesteps per run: {_number_range(planned) + ' (run configs)' if planned else 'not recorded'}; "
-        f"last evaluation of the finished runs at {_number_range(reached)} steps",
+        + (f"last evaluation of the finished runs at {_number_range(reached)} steps" if reached
+           else "no run has finished yet"),
         f"- finished runs per cell (setting × task): {_number_range(cells) if cells else 'none'}",
         f"- command: `{command}`" if command else "- command: not recorded",
         f"- normalised scores: {normaliser.source}",
@@ -609,6 +611,23 @@ def _stability(w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boo
             rows,
         )
     )
+
+
+def _in_progress(w: _Writer, records: Sequence[RunLike]) -> None:
+    """The evaluations so far of the runs still training, one line each (in no statistic)."""
+    panels: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    for r in sorted(records, key=lambda r: (r.task, arm_label(r), r.seed)):
+        steps, returns = np.asarray(r.timesteps, dtype=float), np.asarray(r.returns, dtype=float)
+        if run_state(r) == "running" and steps.size:
+            panels.setdefault(r.task, []).append((arm_label(r), steps, returns))
+    if not panels:
+        return
+    n = sum(len(v) for v in panels.values())
+    w.add("## Runs in progress")
+    path = plots.run_lines(panels, w.out_dir / "in_progress.png", title=f"{n} run(s) still training",
+                           ylabel="eval return")
+    w.figure(path, "Evaluations so far of the runs still training, one line per run; they enter the "
+             "statistics above once they finish in a complete trial.")
 
 
 def _excluded_runs(w: _Writer, records: Sequence[RunLike], limit: int = 50) -> None:

@@ -198,6 +198,9 @@ def test_partial_banner_is_shown_while_trials_are_running(tmp_path: Path) -> Non
     md = write_report(runs, CLAIMS, tmp_path, **FAST).read_text()
     assert md.splitlines()[2].startswith("> **Partial data: the study is still running.**")
     assert "49 runs: 48 ok, 1 running" in md
+    # the running run's evaluations so far are drawn, in a section of their own, in no statistic
+    assert "## Runs in progress" in md and "](in_progress.png)" in md
+    assert (tmp_path / "in_progress.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_pruned_and_failed_runs_are_counted_and_left_out_of_the_statistics(tmp_path: Path) -> None:
@@ -327,6 +330,7 @@ def test_poi_matrix_axes_name_the_candidate_rows_and_baseline_columns(
 def test_report_of_a_study_with_no_runs_yet(tmp_path: Path) -> None:
     md = write_report([], CLAIMS, tmp_path, **FAST).read_text()
     assert "0 runs: none" in md
+    assert "no run has finished yet" in md and "Runs in progress" not in md
     assert (
         md.count("| **inconclusive at this budget** (no evaluated runs; the paper's budget is unknown) |")
         == 2
