@@ -4,9 +4,12 @@ The report states its budget from the data (tasks, seeds, timesteps, runs per ce
 made the study when it was recorded, and whether the data are partial (runs still running); pruned,
 stopped and failed runs are counted and left out of every statistic (see :mod:`rlopt.scores`). It
 shows, per arm (a run's ``setting`` label): IQM curves per task and aggregate sample-efficiency curves
-with bootstrap bands, aggregate IQMs with intervals, the probability-of-improvement matrix,
-performance profiles, β heat maps when a setting grid varies two betas, a stability table, and one
-verdict per claim (:mod:`rlopt.verdict`) computed from the intervals.
+with bootstrap bands (up to four settings in one panel; more as small multiples, one panel per
+setting and a row per optimizer, shared axes), aggregate IQMs with intervals, the
+probability-of-improvement matrix (candidate rows, baseline columns), performance profiles, the score
+against β per optimizer when an optimizer's grid varies one beta (on a log(1−β) axis) and β heat maps
+when it varies two, a stability table, the curves so far of runs still training, and one verdict per
+claim (:mod:`rlopt.verdict`) computed from the intervals.
 """
 
 from __future__ import annotations
