@@ -483,6 +483,10 @@ def _plan(config: TrainConfig) -> TrainPlan:
         run_dir = default_run_dir(algo, task, optimizer.name, config.seed)
     else:
         run_dir = Path(config.run_dir)
+        if not run_dir.exists():
+            from rlopt.paths import check_folder_can_be_made
+
+            check_folder_can_be_made(run_dir, "run folder")
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise ConfigError(
                 f"Run folder {str(run_dir)!r} already exists and is not empty "

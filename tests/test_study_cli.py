@@ -198,3 +198,25 @@ def test_status_and_report_on_a_damaged_study_say_so_in_one_line_and_write_nothi
                 "study.json without arms": "study.json is damaged"}[damage]
     assert expected in line, line
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["train", "report"])
+def test_an_output_folder_under_a_file_is_a_one_line_error_and_nothing_is_written(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    if command == "train":
+        args = ["train", "--algo", "ppo", "--env", "InvertedPendulum-v5", "--timesteps", "64",
+                "--run-dir", "afile/run"]
+        expected = "rlopt: error: run folder 'afile/run': "
+    else:
+        study = tmp_path / "runs" / "s"
+        study.mkdir(parents=True)
+        (study / "study.json").write_text(json.dumps({"name": "s", "storage": "default", "arms": {}}))
+        args = ["report", str(study), "--out", "afile"]
+        expected = "rlopt: error: --out 'afile' is a file, not a folder"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    line = _one_error_line(run_rlopt(*args, cwd=tmp_path, quiet_warnings=False))
+    assert line.startswith(expected), line
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "afile").read_text() == "mine\n"

@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     from rlopt.verdict import claims_from_config
 
     study_dir = find_study_dir(args.study_dir)
+    from rlopt.paths import check_folder_can_be_made
+
+    check_folder_can_be_made(args.out or study_dir / "report", "--out")  # before anything is read or written
 
     study_file = args.study_file or find_study_file(study_dir)
     spec = read_yaml(study_file) if study_file is not None else {}
