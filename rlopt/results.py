@@ -44,7 +44,7 @@ class RunRecord:
         timesteps: env steps of each evaluation.
         returns: mean evaluation return at each of those steps.
         metrics: ``metrics.json`` of the run (empty while it has none).
-        run_dir: the run folder.
+        run_dir: the run folder (``.`` for runs that have none: read from a runs CSV, or simulated).
     """
 
     study: str
@@ -58,7 +58,7 @@ class RunRecord:
     timesteps: np.ndarray
     returns: np.ndarray
     metrics: Mapping[str, Any]
-    run_dir: Path
+    run_dir: Path = Path(".")
 
 
 def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:

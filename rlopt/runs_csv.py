@@ -21,13 +21,13 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlopt.errors import ConfigError
+from rlopt.results import RunRecord
 from rlopt.scores import STABILITY_COUNTS, RunLike, is_usable, run_state
 
 REQUIRED = ("task", "seed", "optimizer", "step", "return")
@@ -36,24 +36,6 @@ PER_RUN = (*STABILITY_COUNTS, "status")
 COLUMNS = (*REQUIRED, *SETTING, *PER_RUN)
 _NUMERIC_PARAMS = ("lr", "eps", "weight_decay", "kappa")
 _SHORT = {"beta1": "b1", "beta2": "b2", "beta3": "b3", "weight_decay": "wd"}
-
-
-@dataclass(frozen=True)
-class CsvRun:
-    """One run read from a runs CSV, with the fields of :class:`rlopt.results.RunRecord`."""
-
-    study: str
-    trial: int
-    trial_state: str
-    optimizer: str
-    setting: str
-    params: Mapping[str, Any]
-    task: str
-    seed: int
-    timesteps: np.ndarray
-    returns: np.ndarray
-    metrics: Mapping[str, Any]
-    run_dir: Path = field(default=Path("."))
 
 
 def _number(text: str, column: str, line: int, path: Path) -> float:
@@ -74,7 +56,7 @@ def _label(optimizer: str, params: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def read_runs_csv(path: str | Path) -> list[CsvRun]:
+def read_runs_csv(path: str | Path) -> list[RunRecord]:
     """The runs of a long-format runs CSV (module docstring).
 
     Raises:
@@ -164,7 +146,7 @@ def read_runs_csv(path: str | Path) -> list[CsvRun]:
         if any(c in per_run for c in STABILITY_COUNTS):
             metrics["stability"] = {c: per_run.get(c) for c in STABILITY_COUNTS}
         out.append(
-            CsvRun(
+            RunRecord(
                 study=path.stem,
                 trial=settings.index(setting),
                 trial_state="COMPLETE",

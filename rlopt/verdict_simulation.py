@@ -35,12 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlopt import stats
+from rlopt.results import RunRecord
 from rlopt.scores import Normaliser
 from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, Verdict, evaluate
 
@@ -52,24 +52,6 @@ STEPS = 30_000
 FAIL_RATE = 0.2
 NORMALISER = Normaliser.from_references({t: (0.0, 1.0) for t in TASK_FLOORS}, "simulated (0 and 1)")
 TRUTHS = ("null", "effect", "degenerate")
-
-
-@dataclass(frozen=True)
-class SimRun:
-    """A simulated run with the fields of :class:`rlopt.results.RunRecord`."""
-
-    study: str
-    trial: int
-    trial_state: str
-    optimizer: str
-    setting: str
-    params: Mapping[str, Any]
-    task: str
-    seed: int
-    timesteps: np.ndarray
-    returns: np.ndarray
-    metrics: Mapping[str, Any]
-    run_dir: Path = field(default=Path("."))
 
 
 @dataclass(frozen=True)
@@ -135,9 +117,9 @@ class Arm:
 
 def draw_study(
     arms: Sequence[Arm], rng: np.random.Generator, seeds: int, tasks: Sequence[str] = tuple(TASK_FLOORS)
-) -> list[SimRun]:
+) -> list[RunRecord]:
     """Runs of every arm and group on every task, ``seeds`` each."""
-    runs: list[SimRun] = []
+    runs: list[RunRecord] = []
     steps = np.linspace(STEPS / N_EVALS, STEPS, N_EVALS)
     for arm in arms:
         for group, model in arm.groups.items():
@@ -162,7 +144,7 @@ def draw_study(
                         params[arm.key] = group
                     label = " ".join([arm.optimizer, *map(str, arm.params.values()), str(group)])
                     runs.append(
-                        SimRun(
+                        RunRecord(
                             "sim",
                             len(runs),
                             "COMPLETE",
@@ -202,7 +184,7 @@ class Scenario:
     description: str = ""
     tasks: tuple[str, ...] = tuple(TASK_FLOORS)
 
-    def draw(self, rng: np.random.Generator, seeds: int | None = None) -> list[SimRun]:
+    def draw(self, rng: np.random.Generator, seeds: int | None = None) -> list[RunRecord]:
         return draw_study(self.arms, rng, seeds or self.seeds, self.tasks)
 
 
@@ -494,7 +476,7 @@ def simulate(
     n_resamples: int = 500,
     seed: int = 0,
     seeds: int | None = None,
-    judge: Callable[[Claim, list[SimRun], int], tuple[Verdict, int]] | None = None,
+    judge: Callable[[Claim, list[RunRecord], int], tuple[Verdict, int]] | None = None,
 ) -> Rates:
     """Draw ``studies`` studies of ``scenario`` and count the verdicts.
 
@@ -525,7 +507,7 @@ def simulate(
     return Rates(scenario, studies, counts[REPRODUCED], counts[CONTRADICTED], spent / studies, example)
 
 
-def first_seeds(runs: Sequence[SimRun], n: int) -> list[SimRun]:
+def first_seeds(runs: Sequence[RunRecord], n: int) -> list[RunRecord]:
     """The runs with the ``n`` smallest seeds of each cell (the seeds a study runs first)."""
     return [r for r in runs if r.seed < n]
 
@@ -583,10 +565,10 @@ def sequential_verdict(
 
 def sequential_judge(
     looks: Sequence[int], n_resamples: int
-) -> Callable[[Claim, list[SimRun], int], tuple[Verdict, int]]:
+) -> Callable[[Claim, list[RunRecord], int], tuple[Verdict, int]]:
     """A ``judge`` for :func:`simulate` that runs :func:`sequential_verdict`."""
 
-    def judge(claim: Claim, runs: list[SimRun], i: int) -> tuple[Verdict, int]:
+    def judge(claim: Claim, runs: list[RunRecord], i: int) -> tuple[Verdict, int]:
         result = sequential_verdict(
             claim, runs, looks, normaliser=NORMALISER, n_resamples=n_resamples, seed=i
         )
