@@ -240,6 +240,10 @@ class StudySpec:
             return self.n_trials
         return arm.grid_size
 
+    def planned_runs(self) -> int:
+        """Runs the study asks for: trials per arm x tasks x seeds."""
+        return sum(self.trials_for(arm) for arm in self.arms) * len(self.tasks) * len(self.seeds)
+
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the one in storage (budget and sampler may not change)."""
         keep = ("algorithm", "tasks", "suite", "seeds", "timesteps", "evaluation", "n_envs", "overrides",

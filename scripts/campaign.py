@@ -137,7 +137,7 @@ def _planned_runs(live: Path) -> int | None:
         spec = load_spec(live / "study.yaml")
     except Exception:
         return None
-    return sum(spec.trials_for(arm) for arm in spec.arms) * len(spec.tasks) * len(spec.seeds)
+    return spec.planned_runs()
 
 
 def seed_live(bundle: Path, live: Path) -> None:

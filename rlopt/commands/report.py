@@ -74,7 +74,7 @@ def _planned_runs(study_file: Any) -> int | None:
         return None
     if spec.sampler.name != "grid":
         return None  # a search's trial count is a budget, not a set of cells
-    return sum(spec.trials_for(arm) for arm in spec.arms) * len(spec.tasks) * len(spec.seeds)
+    return spec.planned_runs()
 
 
 def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
