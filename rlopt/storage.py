@@ -30,7 +30,7 @@ import optuna
 from optuna.storages import RDBStorage
 from sqlalchemy.exc import SQLAlchemyError
 
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, first_line
 
 SCHEMES = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 120
@@ -147,8 +147,7 @@ def check_reachable(url: str, will_create: Path | None = None) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise ConfigError(f"{redact(url)!r} is unreachable: {reason[0] if reason else exc} "
+        raise ConfigError(f"{redact(url)!r} is unreachable: {first_line(exc)} "
                           "(accepted: the URL of a running server that accepts this user)") from exc
     finally:
         engine.dispose()

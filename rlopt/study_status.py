@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rlopt import atomic
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, first_line
 from rlopt.storage import check_url, default_url, redact
 from rlopt.study import DEFAULT_STORAGE, STUDY_JSON, STUDY_YAML
 from rlopt.study_spec import DEFAULT_HEARTBEAT
@@ -159,8 +159,7 @@ def _load_arms(
             arms[label].get_trials(deepcopy=False)  # read now: a damaged file fails here, in one line
         ages = _heartbeat_ages(rdb)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise ConfigError(f"storage {redact(url)} cannot be read ({reason[0] if reason else exc}; damaged "
+        raise ConfigError(f"storage {redact(url)} cannot be read ({first_line(exc)}; damaged "
                           "or truncated database?)") from exc
     return arms, ages
 

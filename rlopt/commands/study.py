@@ -83,13 +83,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    """What the database or the system said: the innermost cause (Optuna wraps SQLAlchemy's error)."""
-    root: BaseException = exc
-    while (root.__cause__ or root.__context__) is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    root = getattr(root, "orig", None) or root
-    text = str(root).strip().splitlines()
-    return f"{type(root).__name__}: {text[0] if text else ''}"[:300]
+    """What the database or the system said, with the error's type."""
+    from rlopt.errors import first_line, root_cause
+
+    return f"{type(root_cause(exc)).__name__}: {first_line(exc)}"[:300]
 
 
 def _say_outcome(name: str, study_dir: Any, outcome: Any) -> int:
