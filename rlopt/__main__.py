@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from rlopt.cli import main
+from rlopt.cli.main import main
 
 sys.exit(main())

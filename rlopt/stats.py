@@ -23,7 +23,7 @@ does not import with pandas 3 nor arch 8. Two intervals are offered:
   spread of a statistic of n runs by ``sqrt((n−1)/n)`` and its quantiles ignore that SE is itself
   estimated; at 5 runs per task the percentile interval's one-sided error was 3.3–6% for a nominal
   2.5% and BCa's 3.5–7% (normal, failed-seed mixture and skewed runs; 400 simulated studies each,
-  ``rlopt.verdict_simulation``), the t interval's 0.8–1.8% (see ``scripts/calibrate_verdicts.py``).
+  ``rlopt.analysis.simulation``), the t interval's 0.8–1.8% (see ``scripts/calibrate_verdicts.py``).
 
 An interval needs at least two runs in every stratum: with one run per task there is no honest
 interval and the bounds are NaN.

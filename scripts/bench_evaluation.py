@@ -2,7 +2,7 @@
 """Share of a run's wall time spent evaluating, under the default schedule and the one before it.
 
 Each schedule trains the same agent (``agents/<algo>.yaml``, seed 0) for ``--timesteps`` env steps in a
-fresh Python process through ``rlopt.train.run_training``, which times every evaluation
+fresh Python process through ``rlopt.run.train.run_training``, which times every evaluation
 (``metrics.json``: ``eval_time_s``, ``eval_share``):
 
 - ``default``: what ``rlopt train`` does without ``--eval-freq``/``--eval-episodes`` today
@@ -40,8 +40,8 @@ BEFORE_EVALUATIONS, BEFORE_EPISODES = 20, 5
 
 
 def child(args: argparse.Namespace) -> None:
-    from rlopt.hparams import parse_set
-    from rlopt.train import TrainConfig, run_training
+    from rlopt.config.agents import parse_set
+    from rlopt.run.train import TrainConfig, run_training
 
     before = args.schedule == "before"
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:
@@ -81,7 +81,7 @@ def measure(args: argparse.Namespace, schedule: str) -> dict[str, object]:
 
 def evaluations_at(schedule: str, timesteps: int) -> tuple[int, int]:
     """(evaluations, episodes each) of ``schedule`` for a budget of ``timesteps`` (no rollout overshoot)."""
-    from rlopt.train import DEFAULT_EVAL_EPISODES, DEFAULT_EVALUATIONS, EVAL_MIN_FREQ
+    from rlopt.run.train import DEFAULT_EVAL_EPISODES, DEFAULT_EVALUATIONS, EVAL_MIN_FREQ
 
     if schedule == "before":
         freq, episodes = max(1, timesteps // BEFORE_EVALUATIONS), BEFORE_EPISODES

@@ -33,8 +33,8 @@ THREADS = ("1", "2", "default")
 def child(args: argparse.Namespace) -> None:
     import torch
 
-    from rlopt.hparams import parse_set
-    from rlopt.train import TrainConfig, run_training
+    from rlopt.config.agents import parse_set
+    from rlopt.run.train import TrainConfig, run_training
 
     threads = torch.get_num_threads() if args.threads == "default" else int(args.threads)
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:

@@ -8,7 +8,7 @@ VecNormalize where the agent file asks for it) for ``--timesteps`` env steps in 
   with its default optimizer (``th.optim.Adam``, and for PPO SB3's hidden ``eps=1e-5``), TensorBoard
   logging, and SB3's ``EvalCallback`` on a separate env at the same schedule as rlopt's evaluation,
   plus one evaluation after the last update where rlopt makes one (the schedule missed the end).
-- ``rlopt <optimizer>``: ``rlopt.train.run_training`` as ``rlopt train`` runs it (evaluation, TensorBoard,
+- ``rlopt <optimizer>``: ``rlopt.run.train.run_training`` as ``rlopt train`` runs it (evaluation, TensorBoard,
   optimizer diagnostics, run folder). ``rlopt adam`` gets ``eps=1e-5`` so its update is stock SB3's.
 
 Both sides run on ``--threads`` torch threads (default: ``rlopt train``'s default, 1), so the ratio
@@ -53,7 +53,7 @@ def run_stock(args: argparse.Namespace, out: Path) -> float:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-    from rlopt.hparams import algo_class, parse_set, resolve_agent, to_sb3_kwargs
+    from rlopt.config.agents import algo_class, parse_set, resolve_agent, to_sb3_kwargs
 
     torch.set_num_threads(args.threads)  # what rlopt train does, so both sides run on as many threads
     agent = resolve_agent(args.algo, args.env, parse_set(args.overrides))
@@ -91,8 +91,8 @@ def _switches(items: list[str]) -> dict[str, bool]:
 
 def run_rlopt(args: argparse.Namespace, out: Path) -> float:
     """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
-    from rlopt.hparams import parse_set
-    from rlopt.train import TrainConfig, run_training
+    from rlopt.config.agents import parse_set
+    from rlopt.run.train import TrainConfig, run_training
 
     name, *switches = args.optimizer.split("+")
     summary = run_training(TrainConfig(
@@ -165,7 +165,7 @@ def main() -> None:
     if args.eval_freq is None:
         args.eval_freq = _eval_schedule(args.timesteps, args.evaluations)
     if args.threads is None:
-        from rlopt.train import DEFAULT_THREADS
+        from rlopt.run.train import DEFAULT_THREADS
 
         args.threads = DEFAULT_THREADS
     if args.child:

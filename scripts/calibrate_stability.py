@@ -4,7 +4,7 @@
 
 Reads each run folder only (``eval.csv`` and the monitored loss from ``tb/``: PPO ``train/value_loss``,
 SAC ``train/critic_loss``), feeds the evaluations and the loss windows to a
-:class:`rlopt.diagnostics.StabilityTracker` with today's default thresholds and with the previous
+:class:`rlopt.run.diagnostics.StabilityTracker` with today's default thresholds and with the previous
 ones, and prints one row per run. Runs that learnt well should count no events with the defaults; a
 planted collapse and a planted spike (built from each run's own data) must still count. Works on a
 run that is still training (it reads what is there).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlopt.diagnostics import StabilityThresholds, StabilityTracker
+from rlopt.run.diagnostics import StabilityThresholds, StabilityTracker
 
 PREVIOUS = StabilityThresholds(collapse_fraction=0.5, collapse_min_gain=0.0, collapse_patience=1,
                                spike_factor=10.0, spike_quantile=0.5, spike_history=20, spike_min_history=5)

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/calibrate_verdicts.py                 # 1000 studies per scenario
     .venv/bin/python scripts/calibrate_verdicts.py --studies 200   # quicker, wider MC error
 
-Prints, for every scenario of :mod:`rlopt.verdict_simulation` (every claim kind, at the claim files'
+Prints, for every scenario of :mod:`rlopt.analysis.simulation` (every claim kind, at the claim files'
 5 seeds per cell and 2 tasks; closest_curves at 1 task as claim 5): the rate of ``reproduced``, its
 Monte-Carlo standard error and whether it is within nominal (2.5%) + 3 MC SE for null and degenerate
 scenarios (power for effect scenarios); then the percentile against the t interval on the null, the
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from rlopt import stats
-from rlopt import verdict_simulation as vs
+from rlopt.analysis import simulation as vs
 
 NOMINAL = 0.025
 

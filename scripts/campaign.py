@@ -132,7 +132,7 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
 def _planned_runs(live: Path) -> int | None:
     """Runs the study file asks for: trials per arm x tasks x seeds (None if the file is unreadable)."""
     try:
-        from rlopt.study_spec import load_spec
+        from rlopt.config.study import load_spec
 
         spec = load_spec(live / "study.yaml")
     except Exception:

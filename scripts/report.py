@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from rlopt.cli import main
+from rlopt.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["report", *sys.argv[1:]]))

@@ -31,9 +31,9 @@ from typing import Any, NoReturn
 
 import yaml
 
-from rlopt.cli import main as rlopt
-from rlopt.storage import redact_argv
-from rlopt.yaml_loader import StrictDumper, read_yaml
+from rlopt.cli.main import main as rlopt
+from rlopt.config.storage import redact_argv
+from rlopt.config.yaml import StrictDumper, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = Path(os.path.relpath(ROOT / "studies"))  # relative, so recorded commands are portable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from rlopt.cli import main
+from rlopt.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -12,8 +12,7 @@ import pytest
 import torch.nn as nn
 from stable_baselines3.common.utils import LinearSchedule
 
-from rlopt.errors import ConfigError
-from rlopt.hparams import (
+from rlopt.config.agents import (
     ALGOS,
     agent_file,
     initial_learning_rate,
@@ -22,6 +21,7 @@ from rlopt.hparams import (
     resolve_agent,
     to_sb3_kwargs,
 )
+from rlopt.errors import ConfigError
 
 MUJOCO_V5 = {
     "HalfCheetah-v5",
@@ -125,7 +125,7 @@ def test_lr_replaces_the_initial_value_and_keeps_the_schedule_shape() -> None:
 
 
 def test_task_without_entry_falls_back_to_sb3_defaults_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="rlopt.hparams"):
+    with caplog.at_level(logging.WARNING, logger="rlopt.config.agents"):
         hp = resolve_agent("sac", "Pendulum-v1")
     assert "SB3 defaults" in caplog.text and "Pendulum-v1" in caplog.text
     assert hp.source.startswith("SB3 SAC defaults") and hp.normalize is None

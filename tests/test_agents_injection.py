@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlopt.agents import agent_optimizers, build_agent, gradient_clipping
-from rlopt.envs import make_train_env
-from rlopt.hparams import initial_learning_rate, resolve_agent
+from rlopt.config.agents import initial_learning_rate, resolve_agent
 from rlopt.optim import OPTIMIZERS, get_spec, resolve
+from rlopt.run.agent import agent_optimizers, build_agent, gradient_clipping
+from rlopt.run.envs import make_train_env
 
 SEED_PAPER_OPTIMIZERS = ["adopt", "adan", "dgclip", "adabelief", "adamssm"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlopt.diagnostics import OptimizerProbe, StabilityThresholds, StabilityTracker, second_moment_stats
+from rlopt.run.diagnostics import OptimizerProbe, StabilityThresholds, StabilityTracker, second_moment_stats
 
 
 def _model_and_loss() -> tuple[torch.nn.Module, torch.Tensor]:

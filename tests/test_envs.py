@@ -8,15 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlopt.envs import (
-    known_suites,
-    load_suite,
-    make_eval_env,
-    make_train_env,
-    normalized_score,
-    random_policy_return,
-)
+from rlopt.config.suites import known_suites, load_suite, normalized_score
 from rlopt.errors import ConfigError
+from rlopt.run.envs import make_eval_env, make_train_env, random_policy_return
 
 
 def test_every_suite_lists_registered_tasks_with_budgets_and_sourced_references() -> None:

@@ -14,7 +14,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rlopt.evaluation import episode_returns
+from rlopt.run.evaluation import episode_returns
 
 
 def _sb3_returns(model: PPO | SAC, env: VecEnv, episodes: int) -> list[float]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlopt import data_files
+from rlopt.config import data as data_files
+from rlopt.config.yaml import StrictDumper, read_yaml
 from rlopt.errors import ConfigError
-from rlopt.run_folder import git_commit, source_checkout
-from rlopt.yaml_loader import StrictDumper, read_yaml
+from rlopt.run.folder import git_commit, source_checkout
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_JSON = ("metrics", "versions", "config")
@@ -120,7 +120,7 @@ def test_the_wheel_carries_the_data_and_its_cli_runs_from_an_empty_folder(tmp_pa
     env.update(PYTHONPATH=str(site), PYTHONWARNINGS="ignore")
     where = _run(
         sys.executable, "-c",
-        "import rlopt, rlopt.data_files as d; print(rlopt.__file__); print(d.shipped_dir('agents'))",
+        "import rlopt, rlopt.config.data as d; print(rlopt.__file__); print(d.shipped_dir('agents'))",
         cwd=empty, env=env,
     ).stdout.splitlines()  # fmt: skip
     assert where == [str(site / "rlopt" / "__init__.py"), str(site / "rlopt" / "data" / "agents")]

@@ -1,4 +1,4 @@
-"""rlopt.report.write_report and `rlopt report` on constructed run records."""
+"""rlopt.analysis.report.write_report and `rlopt report` on constructed run records."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rlopt.cli import main
-from rlopt.report import write_report
-from rlopt.scores import Normaliser
-from rlopt.verdict import Claim
+from rlopt.analysis.report import write_report
+from rlopt.analysis.scores import Normaliser
+from rlopt.analysis.verdict import Claim
+from rlopt.cli.main import main
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 FAST: dict[str, Any] = {"n_resamples": 200, "seed": 0}
@@ -23,7 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class Run:
-    """Same fields as rlopt.results.RunRecord (docs/CONTRACTS.md)."""
+    """Same fields as rlopt.records.RunRecord (docs/CONTRACTS.md)."""
 
     study: str
     trial: int

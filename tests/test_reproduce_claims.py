@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlopt.study_spec import load_spec
+from rlopt.config.study import load_spec
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce_claims.py"
 CLAIM_FILES = sorted((SCRIPT.parent.parent / "studies").glob("claim*.yaml"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _study_files import run_rlopt
 
-from rlopt.results import load_runs
+from rlopt.analysis.load import load_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "campaign").glob("*/study.db"))

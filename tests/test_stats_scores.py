@@ -1,4 +1,4 @@
-"""rlopt.scores: which runs count, raw and normalised scores, curves on a common grid."""
+"""rlopt.analysis.scores: which runs count, raw and normalised scores, curves on a common grid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rlopt import scores
-from rlopt.envs import find_task
+from rlopt.analysis import scores
+from rlopt.config.suites import find_task
 from rlopt.errors import ConfigError
 
 

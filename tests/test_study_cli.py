@@ -130,8 +130,8 @@ def test_missing_study_file_is_a_one_line_error(tmp_path: Path) -> None:
     ],
 )
 def test_recorded_study_command_is_the_typed_one_without_the_storage_password(typed: list[str]) -> None:
-    from rlopt.cli import build_parser
-    from rlopt.commands.study import _command_line
+    from rlopt.cli.main import build_parser
+    from rlopt.cli.study import _command_line
 
     args = build_parser().parse_args(typed)
     args.argv = typed

@@ -28,7 +28,7 @@ from _study_files import arm_trials, rlopt_command, run_rlopt, write_study
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from rlopt.results import load_runs
+from rlopt.analysis.load import load_runs
 
 pytestmark = pytest.mark.slow
 

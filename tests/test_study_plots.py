@@ -11,8 +11,9 @@ import pytest
 from matplotlib.image import imread
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from rlopt import study_status
-from rlopt.study_status import OpenedStudy, write_plots
+from rlopt.analysis import study_plots
+from rlopt.analysis.study_plots import write_plots
+from rlopt.study.status import OpenedStudy
 
 
 def _searched_arm(n: int) -> optuna.Study:
@@ -48,14 +49,14 @@ def _grid_arm(optimizer: str, values: dict[float, float]) -> optuna.Study:
 def titles(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The title each saved figure had (axes titles and suptitle), by file name."""
     seen: dict[str, str] = {}
-    save = study_status.atomic.save_figure
+    save = study_plots.atomic.save_figure
 
     def recording(figure, path, **kwargs):  # type: ignore[no-untyped-def]
         parts = [figure.get_suptitle(), *(ax.get_title() for ax in figure.axes)]
         seen[Path(path).name] = " | ".join(p for p in parts if p)
         return save(figure, path, **kwargs)
 
-    monkeypatch.setattr(study_status.atomic, "save_figure", recording)
+    monkeypatch.setattr(study_plots.atomic, "save_figure", recording)
     return seen
 
 

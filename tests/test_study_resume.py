@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from _study_files import spec_with
 
+from rlopt.config.study import parse_spec
 from rlopt.errors import ConfigError
-from rlopt.study import locate, prepare
-from rlopt.study_spec import parse_spec
+from rlopt.study.folder import locate
+from rlopt.study.run import prepare
 
 
 def test_resuming_with_a_changed_budget_is_refused_naming_the_key(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from _study_files import arm_trials, run_rlopt, write_study
 from optuna.trial import TrialState
 
-from rlopt.envs import find_task
-from rlopt.results import load_runs
+from rlopt.analysis.load import load_runs
+from rlopt.config.suites import find_task
 from rlopt.stats import iqm
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,18 @@ import optuna
 import pytest
 from _study_files import spec_with
 
+from rlopt.config.study import load_spec, parse_spec
 from rlopt.errors import ConfigError
-from rlopt.search_space import finite_settings, grid_search_space, suggest_setting
-from rlopt.study_optuna import make_pruner, make_sampler
-from rlopt.study_spec import load_spec, parse_spec
+from rlopt.study.plan import check_plan
+from rlopt.study.samplers import make_pruner, make_sampler
+from rlopt.study.space import finite_settings, grid_search_space, suggest_setting
+
+
+def validated(data: dict[str, Any], file: str = "<study>") -> Any:
+    """What ``rlopt study run`` checks before it writes anything: the file's values, then the dry run."""
+    spec = parse_spec(data, file=file)
+    check_plan(spec, file)
+    return spec
 
 
 def test_minimal_study_takes_documented_defaults() -> None:
@@ -197,7 +205,7 @@ BAD = [
 def test_bad_value_is_one_line_naming_file_key_and_accepted_values(change: dict[str, Any], where: str,
                                                                    accepted: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_spec(spec_with(**change), file="studies/bad.yaml")
+        validated(spec_with(**change), file="studies/bad.yaml")
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("studies/bad.yaml: ")
@@ -217,5 +225,5 @@ def test_nan_or_bool_values_are_not_numbers() -> None:
 
 def test_settings_with_the_same_label_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"optimizers\[0\]\.settings: two settings are labelled 'adam'"):
-        parse_spec(spec_with(optimizers=[{"optimizer": "adam", "settings": [
+        validated(spec_with(optimizers=[{"optimizer": "adam", "settings": [
             {"overrides": {"n_epochs": 2}}, {"overrides": {"n_epochs": 3}}]}]))

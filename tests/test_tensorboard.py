@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlopt.train import TrainConfig, run_training
+from rlopt.run.train import TrainConfig, run_training
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rlopt.cli import build_parser
-from rlopt.commands.train import config_from_args
-from rlopt.train import TrainConfig
+from rlopt.cli.main import build_parser
+from rlopt.cli.train import config_from_args
+from rlopt.run.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,8 +163,8 @@ def test_cli_arguments_become_a_typed_config_that_round_trips() -> None:
 def test_threads_are_set_for_the_run_recorded_and_restored(tiny_config) -> None:
     import torch
 
-    from rlopt.cli import main
-    from rlopt.train import run_training
+    from rlopt.cli.main import main
+    from rlopt.run.train import run_training
 
     before = torch.get_num_threads()
     seen: list[int] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rlopt.progress import Estimate
+from rlopt.run.progress import Estimate
 
 LINE = re.compile(
     r"progress: (?P<done>[\d,]+)/(?P<total>[\d,]+) steps \((?P<percent>\d+)%\), (?P<rate>[\d,]+) steps/s, "
@@ -71,7 +71,7 @@ def test_estimate_counts_evaluation_in_rate_and_time_left() -> None:
 
 
 def test_run_json_records_the_default_evaluation_schedule_and_threads(tiny_config) -> None:
-    from rlopt.train import DEFAULT_EVAL_EPISODES, EVAL_MIN_FREQ, run_training
+    from rlopt.run.train import DEFAULT_EVAL_EPISODES, EVAL_MIN_FREQ, run_training
 
     summary = run_training(tiny_config("ppo", "adam", eval_freq=None, eval_episodes=None))
     config = json.loads((summary.run_dir / "config.json").read_text())

@@ -15,10 +15,10 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlopt.cli import main
-from rlopt.evaluation import EVAL_CSV_COLUMNS, EvalPoint
+from rlopt.cli.main import main
 from rlopt.optim._compiled import MIN_NUMEL, compiled
-from rlopt.train import TrainConfig, run_training
+from rlopt.run.evaluation import EVAL_CSV_COLUMNS, EvalPoint
+from rlopt.run.train import TrainConfig, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -229,7 +229,7 @@ def test_on_eval_raising_anything_else_stops_the_run(tiny_config) -> None:
 
 @pytest.mark.parametrize("task", ["InvertedPendulum-v5", "HalfCheetah-v5"])
 def test_smoke_suite_tasks_train_at_their_suite_budget(tiny_config, task: str) -> None:
-    from rlopt.envs import load_suite, normalized_score
+    from rlopt.config.suites import load_suite, normalized_score
 
     spec = load_suite("smoke").task(task)
     summary = run_training(
@@ -258,7 +258,7 @@ def test_sac_reports_its_gradient_steps(tiny_config) -> None:
 
 def test_sac_budget_below_learning_starts_warns_and_says_no_gradient_step_ran(tiny_config, caplog) -> None:
     config = tiny_config("sac", "adam", timesteps=160, overrides={"learning_starts": 500})
-    with caplog.at_level(logging.WARNING, logger="rlopt.train"):
+    with caplog.at_level(logging.WARNING, logger="rlopt.run.train"):
         summary = run_training(config)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("learning_starts is 500" in w and "160 env steps" in w for w in warnings), warnings
@@ -278,7 +278,7 @@ def test_fused_auto_compiles_only_past_the_break_even_and_is_recorded(tiny_confi
     """ADOPT/Adan/AdaBelief/AdamSSM default to fused="auto": the compiled kernel when the run's expected
     gradient steps reach FUSED_BREAK_EVEN, the eager rule below; an explicit fused=... is kept."""
     from rlopt.optim._compiled import FUSED_BREAK_EVEN
-    from rlopt.train import expected_gradient_steps
+    from rlopt.run.train import expected_gradient_steps
 
     long_sac = TrainConfig(algo="sac", env="HalfCheetah-v5", optimizer="adopt", timesteps=100_000).validate()
     assert long_sac.optimizer.extra["fused"] is True

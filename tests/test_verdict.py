@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rlopt.analysis.scores import Normaliser
+from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_from_config, evaluate
 from rlopt.errors import ConfigError
-from rlopt.scores import Normaliser
-from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_from_config, evaluate
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 REFS = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})
@@ -21,7 +21,7 @@ BOOT: dict[str, Any] = {"normaliser": REFS, "n_resamples": 300, "seed": 0}
 
 @dataclass(frozen=True)
 class Run:
-    """Same fields as rlopt.results.RunRecord (docs/CONTRACTS.md)."""
+    """Same fields as rlopt.records.RunRecord (docs/CONTRACTS.md)."""
 
     study: str
     trial: int

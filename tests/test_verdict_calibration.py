@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlopt import verdict_simulation as vs
+from rlopt.analysis import simulation as vs
 
 NOMINAL = 0.025
 SCENARIOS = {s.name: s for s in vs.scenarios()}

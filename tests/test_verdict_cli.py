@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rlopt.cli import main
-from rlopt.commands.verdict import normaliser_for, parse_references
+from rlopt.analysis.runs_csv import read_runs_csv
+from rlopt.cli.main import main
+from rlopt.cli.verdict import normaliser_for, parse_references
 from rlopt.errors import ConfigError
-from rlopt.runs_csv import read_runs_csv
 from tests._study_files import run_rlopt, write_study
 
 CLAIM = """\

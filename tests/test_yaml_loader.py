@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from rlopt.config.agents import parse_set
+from rlopt.config.yaml import MAX_DEPTH, dump_flow, load, read_yaml
 from rlopt.errors import ConfigError
-from rlopt.hparams import parse_set
-from rlopt.study_yaml import StudyLoader
-from rlopt.study_yaml import read_yaml as read_study
-from rlopt.yaml_loader import MAX_DEPTH, StrictLoader, dump_flow, load, read_yaml
 
 SCALARS: list[tuple[str, Any]] = [
     ("1e-3", 1e-3),
@@ -91,10 +89,6 @@ def test_a_key_given_twice_is_refused_with_its_line(text: str, line: int) -> Non
         load(text, "f.yaml")
 
 
-def test_study_files_use_the_same_loader() -> None:
-    assert StudyLoader is StrictLoader
-
-
 @pytest.mark.parametrize(
     "text",
     [
@@ -123,10 +117,9 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(text: str) -> None:
 def test_a_file_not_utf8_text_gets_one_line_naming_it(tmp_path: Path, raw: bytes, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_bytes(raw)
-    for read in (read_yaml, read_study):
-        with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.") + ": " + message) as info:
-            read(path)
-        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.") + ": " + message) as info:
+        read_yaml(path, "study file")
+    assert "\n" not in str(info.value)
 
 
 def test_utf8_with_a_byte_order_mark_and_a_missing_file(tmp_path: Path) -> None:
@@ -134,7 +127,7 @@ def test_utf8_with_a_byte_order_mark_and_a_missing_file(tmp_path: Path) -> None:
     path.write_bytes("\ufeffname: café\n".encode())
     assert read_yaml(path) == {"name": "café"}
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the study file \(No such file"):
-        read_study(tmp_path / "nope.yaml")
+        read_yaml(tmp_path / "nope.yaml", "study file")
 
 
 def test_set_and_optimizer_arg_values_use_the_loader() -> None:

@@ -248,7 +248,7 @@ def attached_flat_groups(optimizer: torch.optim.Optimizer) -> list[FlatGroup] | 
 
     Then the optimizer's parameters and gradients *are* ``[g.param for g in layouts]`` and
     ``[g.grad for g in layouts]``: a norm over them takes one kernel per group instead of one per
-    tensor (used by :mod:`rlopt.diagnostics`).
+    tensor (used by :mod:`rlopt.run.diagnostics`).
     """
     layouts: dict[int, FlatGroup] | None = getattr(optimizer, "__dict__", {}).get("_flat_layouts")
     if not layouts or len(layouts) != len(optimizer.param_groups):

@@ -1,0 +1,1 @@
+"""From finished runs to evidence: loading, scores, verdicts, reports and figures."""

@@ -1,0 +1,1 @@
+"""The ``rlopt`` command: argument parsing only; each subcommand calls the layers below."""

@@ -1,0 +1,137 @@
+"""``rlopt report <study_dir>``: tables, figures and one verdict per claim for a study (finished or not)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlopt.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write report.md, report.html and figures for a study, with a verdict per claim",
+        description=(
+            "Read a study's storage and run folders and write report.md, report.html (figures embedded) and "
+            "the PNG figures. Works while the study is still running (the report says the data are partial)."
+        ),
+    )
+    parser.add_argument("study_dir", help="the study folder (runs/<name>) or the study name")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <study_dir>/report)")
+    parser.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: the study folder's study.db)"
+    )
+    parser.add_argument(
+        "--study-file",
+        type=Path,
+        default=None,
+        help="study file whose 'claim:' section to test (default: a copy in the study folder, if any)",
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap resamples per interval (default: 2000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.set_defaults(func=run)
+
+
+def find_study_file(study_dir: Path) -> Path | None:
+    """The copy of the study file that ``rlopt study run`` keeps in the study folder, if there is one."""
+    from rlopt.study.folder import STUDY_YAML
+
+    path = study_dir / STUDY_YAML
+    return path if path.is_file() else None
+
+
+def recorded_command(study_dir: Path, records: Sequence[Any]) -> str | None:
+    """The command that produced the study: ``<study_dir>/command.txt``, else the run folders' ones."""
+    top = study_dir / "command.txt"
+    if top.is_file():
+        return top.read_text().strip() or None
+    seen: list[str] = []
+    for record in records:
+        path = Path(record.run_dir) / "command.txt"
+        if path.is_file():
+            text = path.read_text().strip()
+            if text and text not in seen:
+                seen.append(text)
+    if not seen:
+        return None
+    return seen[0] if len(seen) == 1 else " ; ".join(seen[:3]) + (" ; ..." if len(seen) > 3 else "")
+
+
+def _planned_runs(study_file: Any) -> int | None:
+    """Runs the study file asks for (trials per arm x tasks x seeds); None when it cannot say."""
+    if study_file is None:
+        return None
+    from rlopt.config.study import load_spec
+
+    try:
+        spec = load_spec(study_file)
+    except ValueError:
+        return None
+    if spec.sampler.name != "grid":
+        return None  # a search's trial count is a budget, not a set of cells
+    return spec.planned_runs()
+
+
+def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
+    """Reference scores from the study's suite, else from the known suites, else from the runs."""
+    from rlopt.analysis.scores import Normaliser
+
+    tasks = sorted({r.task for r in records})
+    try:
+        from rlopt.config import suites as envs
+
+        suite = spec.get("suite") if isinstance(spec, dict) else None
+        if suite:
+            loaded = envs.load_suite(suite)
+            found = [t for t in loaded.tasks if t.name in tasks]
+            source = f"suite {loaded.name}"
+        else:
+            found = [envs.find_task(task) for task in tasks]
+            source = "known suites"
+        if tasks and {t.name for t in found} == set(tasks):
+            return Normaliser.from_tasks(found, f"0 = uniform random policy, 1 = reference return ({source})")
+    except ConfigError:
+        pass
+    return Normaliser.from_runs(records)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
+
+    from rlopt.analysis.load import load_runs
+    from rlopt.analysis.report import write_report
+    from rlopt.analysis.verdict import claims_from_config
+    from rlopt.config.yaml import read_yaml
+    from rlopt.study.folder import find_study_dir
+
+    study_dir = find_study_dir(args.study_dir)
+    from rlopt.paths import check_folder_can_be_made
+
+    check_folder_can_be_made(args.out or study_dir / "report", "--out")  # before anything is read or written
+
+    study_file = args.study_file or find_study_file(study_dir)
+    spec = read_yaml(study_file, "study file") if study_file is not None else {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{study_file}: expected a mapping at the top of the study file")
+    claims = claims_from_config(spec.get("claim"), where=f"{study_file}: claim")
+    records = load_runs(study_dir, args.storage)
+    out = args.out or study_dir / "report"
+    path = write_report(
+        records,
+        claims,
+        out,
+        normaliser=_normaliser(spec, records),
+        title=f"rlopt report: {spec.get('name') or study_dir.name}",
+        command=recorded_command(study_dir, records),
+        n_resamples=args.resamples,
+        seed=args.seed,
+        planned_runs=_planned_runs(study_file),
+    )
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0

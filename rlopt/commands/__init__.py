@@ -1,1 +1,0 @@
-"""One module per ``rlopt`` subcommand, each with ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""What users write, as frozen validated types: YAML, agent and suite files, claims, study files."""

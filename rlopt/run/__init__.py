@@ -1,0 +1,1 @@
+"""One training run: its config, environments, agent, evaluation, diagnostics and run folder."""

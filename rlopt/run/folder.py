@@ -1,0 +1,135 @@
+"""The files of a run folder: ``config.json``, ``command.txt``, ``versions.json``, ``eval.csv``,
+``metrics.json`` (see docs/CONTRACTS.md, "One training run")."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import logging
+import math
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlopt.run.evaluation import EVAL_CSV_COLUMNS
+
+log = logging.getLogger(__name__)
+
+def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(timesteps, mean_return)`` of a run's ``eval.csv`` (empty arrays if it has no rows yet)."""
+    steps: list[int] = []
+    returns: list[float] = []
+    if path.is_file():
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    steps.append(int(float(row["timesteps"])))
+                    returns.append(float(row["mean_return"]))
+                except (KeyError, TypeError, ValueError):
+                    continue  # a row being written while we read
+    return np.asarray(steps, dtype=np.int64), np.asarray(returns, dtype=np.float64)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+VERSIONED_PACKAGES = (
+    "torch",
+    "stable-baselines3",
+    "gymnasium",
+    "mujoco",
+    "optuna",
+    "numpy",
+    "rlopt",
+    "pytorch-optimizer",
+)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, non-finite floats as strings and anything else not JSON as repr."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def source_checkout() -> Path | None:
+    """The git checkout rlopt is imported from (an editable install), or ``None`` (an installed wheel).
+
+    A checkout is the folder above the package holding both ``.git`` and ``pyproject.toml``; a wheel's
+    ``site-packages`` has neither, even inside someone else's repository.
+    """
+    root = Path(__file__).resolve().parents[2]  # rlopt/run/folder.py -> the checkout
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
+def git_commit() -> str | None:
+    """``HEAD`` of the rlopt checkout, with ``-dirty`` if tracked files differ; ``None`` outside one."""
+    root = source_checkout()
+    if root is None:
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def versions() -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = None
+    out["git_commit"] = git_commit()
+    return out
+
+
+def start_run_folder(run_dir: Path, config: Mapping[str, Any], command: str) -> None:
+    """Create ``run_dir`` and write every file a run folder always has (metrics as ``running``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config)
+    (run_dir / "command.txt").write_text(command + "\n")
+    write_json(run_dir / "versions.json", versions())
+    with (run_dir / "eval.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerow(EVAL_CSV_COLUMNS)
+    write_json(run_dir / "metrics.json", {"status": "running", "reason": "training in progress"})

@@ -1,0 +1,1 @@
+"""Optuna studies of many runs: the study folder, storage, search space, workers and status."""

@@ -1,0 +1,413 @@
+"""A study worker: take the next trial from the shared storage, run it, tell Optuna, repeat.
+
+Each optimizer entry ("arm") of a study is its own Optuna study, ``<study>/<arm>``, so its sampler only
+learns from its own trials and every optimizer gets its own trial budget. A worker loops:
+
+1. Under the claim lock (:func:`rlopt.study.storage.claim_lock`): fail trials whose heartbeat stopped, queue
+   a retry of every failed trial (:func:`rlopt.study.retries.queue_retries`), then take a queued retry
+   if there is one, else ask for a new trial of the arm with the fewest trials, if that arm has budget
+   left. The trial's heartbeat thread starts and its setting is drawn and recorded (user attributes)
+   before the lock is released, so a worker killed at any point leaves a trial that goes stale, and a
+   live one never does: everything slow (importing torch, SB3, MuJoCo) happened before the claim.
+2. Move in the runs that the trials it retries finished, then run the other (task, seed) runs in
+   processes (:mod:`rlopt.study.pool`), reporting the across-run aggregate at each evaluation
+   step; when the pruner says so, all of its runs stop.
+3. Tell the outcome (user attribute ``outcome``): COMPLETE with the objective (``complete``, or
+   ``diverged`` when a run diverged: the objective scores it by the rule of
+   :func:`rlopt.run.metrics.continue_diverged`); PRUNED by the pruner; FAIL with a ``reason`` when
+   a run crashed or could not be written (retried as in step 1).
+
+A worker whose trial was taken over (its heartbeat was found stale, so another worker failed it and runs
+its retry) drops the trial quietly and goes on.
+
+When no trial is left to take but some are still running elsewhere, the worker waits: one of them may
+go stale and come back as a retry. It returns when every arm has its trials finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from rlopt.config.study import Arm, StudySpec
+from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
+from rlopt.study.objective import aggregate, run_value
+from rlopt.study.plan import resolved_hparams, run_keys, train_config, trial_folder
+from rlopt.study.pool import RunResult, execute_runs
+from rlopt.study.retries import adopt_finished_runs, config_identity, queue_retries, retried_numbers
+from rlopt.study.samplers import make_pruner, make_sampler
+from rlopt.study.space import Setting, suggest_setting
+from rlopt.study.storage import claim_lock, open_storage
+
+log = logging.getLogger(__name__)
+
+# The worker writes heartbeats itself (Optuna's own loop, Study.optimize, cannot hold the claim lock).
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="rlopt")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
+
+# A worker with nothing to claim while others run polls this often: it stays to retry a dead worker's
+# trial, and it must notice quickly when the last trial ends, or it holds up `rlopt study run` (with
+# short trials, a 10 s poll cost 2 workers most of their speed-up). A poll is one cheap storage query.
+WAIT_POLL_S = 1.0
+
+
+def arm_study_name(spec_name: str, arm_label: str) -> str:
+    """The Optuna study of one arm: ``<study>/<arm>``."""
+    return f"{spec_name}/{arm_label}"
+
+
+@dataclass
+class Claimed:
+    arm: Arm
+    study: optuna.Study
+    trial: optuna.Trial
+    setting: Setting
+    heartbeat: _Heartbeat = field(repr=False)
+
+
+def default_parallel_runs(workers: int) -> int:
+    """Runs of one trial at once: the cores shared among the workers (at least one)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def arm_counts(trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int, int]:
+    """(consumed, waiting, running) trials of an arm; a failed trial that was retried is not consumed."""
+    retried = retried_numbers(trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    consumed = sum(t.state != TrialState.WAITING and t.number not in retried for t in trials)
+    return consumed, waiting, running
+
+
+class Worker:
+    """One process taking trials of a study until none is left.
+
+    Args:
+        spec: the validated study.
+        url: storage URL.
+        study_dir: the study folder (run folders go below it).
+        worker: index of this worker (offsets sampler seeds).
+        parallel_runs: runs of one trial at once.
+        invocation: id of the ``rlopt study run`` command this worker belongs to (each command gets
+            ``heartbeat.max_retry`` retries per unfinished trial); default: a new one.
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        url: str,
+        study_dir: Path,
+        worker: int = 0,
+        parallel_runs: int | None = None,
+        invocation: str | None = None,
+    ) -> None:
+        import rlopt.run.train  # noqa: F401  (the slow imports, before any trial is claimed)
+
+        self.invocation = invocation or uuid.uuid4().hex
+        self.spec = spec
+        self.url = url
+        self.study_dir = study_dir
+        self.worker = worker
+        self.parallel_runs = parallel_runs or spec.parallel_runs or default_parallel_runs(1)
+        self.storage = open_storage(url, spec.heartbeat.interval, spec.heartbeat.grace_period)
+        self.studies = {
+            arm.label: optuna.load_study(
+                study_name=arm_study_name(spec.name, arm.label), storage=self.storage,
+                sampler=make_sampler(spec, arm, worker), pruner=make_pruner(spec))
+            for arm in spec.arms
+        }
+        self.trials_run = 0
+
+    def run(self) -> int:
+        """Take and run trials until the study is done; returns how many trials this worker ran."""
+        while True:
+            claimed, running = self._claim()
+            if claimed is not None:
+                try:
+                    self._run_trial(claimed)
+                    self.trials_run += 1
+                except UpdateFinishedTrialError:
+                    log.warning(
+                        "%s trial %d was taken over by another worker (its heartbeat was found "
+                        "stale); dropped here, its retry runs elsewhere",
+                        claimed.arm.label,
+                        claimed.trial.number,
+                    )
+                finally:
+                    claimed.heartbeat.stop()
+            elif running:
+                time.sleep(min(WAIT_POLL_S, float(self.spec.heartbeat.interval)))
+            else:
+                return self.trials_run
+
+    def _claim(self) -> tuple[Claimed | None, int]:
+        with claim_lock(self.url, self.spec.name):
+            running_total = 0
+            candidates = []
+            for arm in self.spec.arms:
+                study = self.studies[arm.label]
+                optuna.storages.fail_stale_trials(study)
+                queue_retries(study, self.invocation, self.spec.heartbeat.max_retry)
+                consumed, waiting, running = arm_counts(study.get_trials(deepcopy=False))
+                running_total += running
+                if waiting or consumed < self.spec.trials_for(arm):
+                    candidates.append((0 if waiting else 1, consumed, arm))
+            if not candidates:
+                return None, running_total
+            _, _, arm = min(candidates, key=lambda c: (c[0], c[1]))
+            study = self.studies[arm.label]
+            trial = study.ask()
+            heartbeat = _Heartbeat(self.storage, trial, self.spec.heartbeat.interval)
+            try:
+                setting = suggest_setting(trial, arm)
+                self._record_setting(trial, arm, setting)
+            except Exception as exc:
+                heartbeat.stop()
+                self.storage.set_trial_user_attr(trial._trial_id, "outcome", "invalid")
+                self.storage.set_trial_user_attr(trial._trial_id, "reason", f"{type(exc).__name__}: {exc}")
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            return Claimed(arm, study, trial, setting, heartbeat), running_total
+
+    def _record_setting(self, trial: optuna.Trial, arm: Arm, setting: Setting) -> None:
+        keys = run_keys(self.spec)
+        folder = trial_folder(setting, trial.number)
+        attrs = setting.user_attrs()
+        attrs.update(resolved_hparams(self.spec, setting))
+        attrs.pop("name", None)
+        attrs.update({
+            "tasks": list(self.spec.tasks),
+            "seeds": list(self.spec.seeds),
+            "run_dirs": [f"{folder}/{key.folder()}" for key in keys],
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "outcome": "running",
+            "reason": "",
+        })
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+    def _run_trial(self, claimed: Claimed) -> None:
+        spec, trial = self.spec, claimed.trial
+        keys = run_keys(spec)
+        folder = self.study_dir / trial_folder(claimed.setting, trial.number)
+        configs = [train_config(spec, claimed.setting, key, folder / key.folder()) for key in keys]
+        reporter = _Reporter(spec, trial, keys_tasks=[k.task for k in keys],
+                             label=f"{claimed.arm.label} trial {trial.number} ({claimed.setting.label})",
+                             run_names=[f"{k.task} seed {k.seed}" for k in keys],
+                             budgets=[c.timesteps for c in configs])
+        start = time.perf_counter()
+        try:
+            results = self._reused_results(claimed, configs)
+            todo = [i for i, r in enumerate(results) if r is None]
+            log.info(
+                "%s trial %d (%s): %d runs%s",
+                claimed.arm.label,
+                trial.number,
+                claimed.setting.label,
+                len(configs),
+                f", {len(configs) - len(todo)} of them finished by an earlier attempt"
+                if len(todo) < len(configs)
+                else "",
+            )
+            for i, result in enumerate(results):
+                if result is not None:
+                    for step, value in zip(result.timesteps, result.returns, strict=True):
+                        reporter.on_point(i, step, value)
+            fresh = execute_runs(
+                [configs[i] for i in todo],
+                self.parallel_runs,
+                lambda j, step, value: reporter.on_point(todo[j], step, value),
+            )
+            for j, result in zip(todo, fresh, strict=True):
+                result.index = j
+                results[j] = result
+        except UpdateFinishedTrialError:
+            raise
+        except BaseException as exc:
+            self._fail(claimed, f"interrupted ({type(exc).__name__})")
+            raise
+        self._finish(
+            claimed, reporter, configs, [r for r in results if r is not None], time.perf_counter() - start
+        )
+
+    def _reused_results(self, claimed: Claimed, configs: list[Any]) -> list[RunResult | None]:
+        """The runs earlier attempts of this trial finished (moved into place), None for the others."""
+        from rlopt.run.folder import jsonable, read_eval_csv
+
+        frozen = self.storage.get_trial(claimed.trial._trial_id)
+        if not frozen.system_attrs.get("retry_history"):
+            return [None] * len(configs)
+        run_dirs = [str(c.run_dir.relative_to(self.study_dir)) for c in configs]
+        expected = [
+            config_identity(
+                json.loads(json.dumps(jsonable(replace(c, run_dir=None).validate().as_config_json())))
+            )
+            or {}
+            for c in configs
+        ]
+        adopted = adopt_finished_runs(self.study_dir, frozen, claimed.study, run_dirs, expected)
+        results: list[RunResult | None] = []
+        for index, (config, reused) in enumerate(zip(configs, adopted, strict=True)):
+            if not reused:
+                results.append(None)
+                continue
+            metrics = json.loads((config.run_dir / "metrics.json").read_text())
+            steps, returns = read_eval_csv(config.run_dir / "eval.csv")
+            results.append(
+                RunResult(
+                    index,
+                    status=str(metrics["status"]),
+                    reason=str(metrics.get("reason", "")),
+                    timesteps=[int(s) for s in steps],
+                    returns=[float(r) for r in returns],
+                )
+            )
+        return results
+
+    def _fail(self, claimed: Claimed, reason: str) -> None:
+        """Fail the trial (the next claim queues its retry, see :mod:`rlopt.study.retries`)."""
+        trial = claimed.trial
+        trial.set_user_attr("outcome", "failed")
+        trial.set_user_attr("reason", reason)
+        claimed.study.tell(trial, state=TrialState.FAIL)
+
+    def _finish(
+        self, claimed: Claimed, reporter: _Reporter, configs: list[Any], results: list[RunResult], wall: float
+    ) -> None:
+        trial, keys = claimed.trial, run_keys(self.spec)
+        statuses = [r.status for r in results]
+        trial.set_user_attr("run_status", statuses)
+        failed = [(k, r) for k, r in zip(keys, results, strict=True) if r.status == "failed"]
+        diverged = [(k, r) for k, r in zip(keys, results, strict=True) if r.status == "diverged"]
+        label = f"{claimed.arm.label} trial {trial.number} ({claimed.setting.label})"
+        if failed:
+            key, result = failed[0]
+            reason = f"{key.task} seed {key.seed}: {result.reason}"
+            self._fail(claimed, reason)
+            log.warning("%s failed: %s", label, reason)
+            return
+        if reporter.pruned_at is not None:
+            trial.set_user_attr("outcome", "pruned")
+            trial.set_user_attr("reason", f"pruned by the {self.spec.pruner.name} pruner at step "
+                                          f"{reporter.pruned_at} (value {reporter.last_value:.6g})")
+            claimed.study.tell(trial, state=TrialState.PRUNED)
+            log.info("%s pruned at step %d (%.0f s)", label, reporter.pruned_at, wall)
+            return
+        value = self._objective(keys, configs, results)
+        if not math.isfinite(value):
+            self._fail(claimed, "no finite objective value (a run had no evaluation)")
+            return
+        outcome, reason = "complete", ""
+        if diverged:
+            key, result = diverged[0]
+            outcome = "diverged"
+            reason = (
+                f"{len(diverged)} of {len(results)} runs diverged (scored by the diverged-run rule: "
+                f"{DIVERGED_RULE}); first {key.task} seed {key.seed}: {result.reason}"
+            )
+        trial.set_user_attr("outcome", outcome)
+        trial.set_user_attr("reason", reason)
+        trial.set_user_attr("diverged_runs", len(diverged))
+        claimed.study.tell(trial, value)
+        log.log(
+            logging.WARNING if diverged else logging.INFO,
+            "%s %s: %s = %.6g (%.0f s)%s",
+            label,
+            outcome,
+            self.spec.objective.metric,
+            value,
+            wall,
+            f": {reason}" if diverged else "",
+        )
+
+    def _objective(self, keys: list[Any], configs: list[Any], results: list[RunResult]) -> float:
+        """The trial's value: the objective aggregated over its runs, diverged runs continued."""
+        values = []
+        for key, config, result in zip(keys, configs, results, strict=True):
+            returns = result.returns
+            if result.status == "diverged":
+                plan = replace(config, run_dir=None).validate()  # the folder exists by now
+                returns = continue_diverged(key.task, returns, plan.timesteps, plan.eval_freq)
+            if not returns:
+                return math.nan
+            values.append(run_value(self.spec.objective, key.task, returns))
+        return aggregate(self.spec.objective, values)
+
+
+class _Heartbeat:
+    """Write a trial's heartbeat now and every ``interval`` seconds until :meth:`stop`."""
+
+    def __init__(self, storage: Any, trial: optuna.Trial, interval: float) -> None:
+        self._stop = threading.Event()
+        storage.record_heartbeat(trial._trial_id)  # no public id; the first beat before the claim ends
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    storage.record_heartbeat(trial._trial_id)
+                except Exception as exc:  # a storage hiccup must not kill the trial; the next beat retries
+                    log.warning("heartbeat of trial %d failed: %s", trial.number, exc)
+
+        self._thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Reporter:
+    """Report the across-run aggregate to the trial once every run has reached an evaluation index."""
+
+    def __init__(self, spec: StudySpec, trial: optuna.Trial, keys_tasks: list[str], label: str = "",
+                 run_names: list[str] | None = None, budgets: list[int | None] | None = None) -> None:
+        self.spec = spec
+        self.trial = trial
+        self.tasks = keys_tasks
+        self.label = label
+        self.run_names = run_names or [f"run {i}" for i in range(len(keys_tasks))]
+        self.budgets = budgets or [None] * len(keys_tasks)
+        self.returns: list[list[float]] = [[] for _ in keys_tasks]
+        self.steps: list[list[int]] = [[] for _ in keys_tasks]
+        self.reported = 0
+        self.pruned_at: int | None = None
+        self.last_value = math.nan
+
+    def on_point(self, index: int, timesteps: int, mean_return: float) -> bool:
+        self.returns[index].append(mean_return)
+        self.steps[index].append(timesteps)
+        budget = self.budgets[index]
+        log.info("%s: %s at %s%s env steps, eval return %.1f (run %d of %d)", self.label,
+                 self.run_names[index], f"{timesteps:,}", f" of {budget:,}" if budget else "", mean_return,
+                 index + 1, len(self.tasks))
+        if not math.isfinite(mean_return):
+            return False
+        while all(len(r) > self.reported for r in self.returns):
+            k = self.reported
+            self.reported += 1
+            values = [run_value(self.spec.objective, task, r[: k + 1])
+                      for task, r in zip(self.tasks, self.returns, strict=True)]
+            if not all(math.isfinite(v) for v in values):
+                return False
+            step = self.steps[0][k]
+            self.last_value = aggregate(self.spec.objective, values)
+            self.trial.report(self.last_value, step)
+            if self.trial.should_prune():
+                self.pruned_at = step
+                return True
+        return False
