@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/calibrate_stability.py RUN_DIR [RUN_DIR ...]
 
-Reads each run folder only (``eval.csv`` and the monitored loss from ``tb/``: PPO ``train/value_loss``,
+Reads each run folder only (``eval.csv`` and the monitored loss from its TensorBoard events, in the
+folder or, in runs written before 2026-12-02, in ``tb/``: PPO ``train/value_loss``,
 SAC ``train/critic_loss``), feeds the evaluations and the loss windows to a
 :class:`rlopt.run.diagnostics.StabilityTracker` with today's default thresholds and with the previous
 ones, and prints one row per run. Runs that learnt well should count no events with the defaults; a
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rlopt.run.diagnostics import StabilityThresholds, StabilityTracker
+from rlopt.run.tensorboard import events_dir
 
 PREVIOUS = StabilityThresholds(collapse_fraction=0.5, collapse_min_gain=0.0, collapse_patience=1,
                                spike_factor=10.0, spike_quantile=0.5, spike_history=20, spike_min_history=5)
@@ -33,7 +35,7 @@ def read_run(run_dir: Path) -> tuple[list[float], list[float]]:
 
     with (run_dir / "eval.csv").open() as fh:
         returns = [float(row["mean_return"]) for row in csv.DictReader(fh)]
-    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(events_dir(run_dir)), size_guidance={"scalars": 0})
     events.Reload()
     tags = set(events.Tags()["scalars"])
     tag = next((t for t in LOSS_TAGS if t in tags), None)

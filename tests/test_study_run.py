@@ -106,8 +106,8 @@ def test_load_runs_returns_one_record_per_run_with_its_curve(study: dict[str, An
 
 
 def test_every_run_writes_tensorboard_events_under_the_study_folder(study: dict[str, Any]) -> None:
-    events = list(study["dir"].glob("*/trial_*/*/tb/**/events.out.tfevents.*"))
-    assert len({e.parts[-5:-2] for e in events}) == 8
+    events = list(study["dir"].glob("*/trial_*/*/events.out.tfevents.*"))
+    assert len({e.parts[-4:-1] for e in events}) == 8
 
 
 def test_status_shows_progress_and_failures_and_writes_plots(study: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import yaml
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import HParam, Logger, TensorBoardOutputFormat, configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rlopt.config.agents import AgentHparams, check_algo, initial_learning_rate, resolve_agent, sb3_defaults
@@ -51,6 +51,7 @@ from rlopt.run.diagnostics import DiagnosticsCallback, Diverged, StabilityThresh
 from rlopt.run.envs import make_eval_env, make_train_env
 from rlopt.run.evaluation import EvalCallback, EvalPoint
 from rlopt.run.folder import jsonable, start_run_folder, write_json
+from rlopt.run.tensorboard import write_hparams_end, write_hparams_start
 
 log = logging.getLogger(__name__)
 
@@ -255,24 +256,22 @@ class TrainPlan:
         return f"{freq}, and after the last update; {self.eval_episodes} episodes {episodes}"
 
     def hparams(self) -> dict[str, Any]:
-        """Flat hyperparameters for TensorBoard's HParams plugin (filter runs by optimizer, betas...)."""
+        """Flat hyperparameters for TensorBoard's HParams dashboard (filter runs by optimizer, betas...);
+        its columns are :data:`rlopt.run.tensorboard.HPARAM_COLUMNS`, then the ``opt_<key>`` extras."""
         out: dict[str, Any] = {
-            "algo": self.agent.algo,
-            "env": self.agent.task,
             "optimizer": self.optimizer.name,
+            **{f"beta{index + 1}": beta for index, beta in enumerate(self.optimizer.betas)},
             "lr": self.optimizer.lr,
-            "weight_decay": self.optimizer.weight_decay,
+            "env": self.agent.task,
             "seed": self.config.seed,
+            "algo": self.agent.algo,
+            "eps": self.optimizer.eps,  # None (SGD...): no value, a blank cell
+            "weight_decay": self.optimizer.weight_decay,
+            "clipping": gradient_clipping(self.agent, self.optimizer)["summary"],
             "timesteps": self.timesteps,
             "n_envs": self.n_envs,
         }
-        for index, beta in enumerate(self.optimizer.betas):
-            out[f"beta{index + 1}"] = beta
-        if self.optimizer.eps is not None:
-            out["eps"] = self.optimizer.eps
-        clip = gradient_clipping(self.agent, self.optimizer)
-        out["clipping"] = clip["summary"]
-        for key, value in effective_extra(self.optimizer).items():
+        for key, value in sorted(effective_extra(self.optimizer).items()):
             if isinstance(value, (int, float, str, bool)) and key not in ("foreach", "fused"):
                 out[f"opt_{key}"] = value
         return out
@@ -669,14 +668,11 @@ def _train(plan: TrainPlan, on_eval: Callable[[EvalPoint], Any] | None) -> Train
         run_dir,
     )
 
-    logger = configure(str(run_dir / "tb"), ["tensorboard"])
+    # the event files lie in the run folder itself, so TensorBoard names the run by it (rlopt.run.tensorboard)
+    logger = configure(str(run_dir), ["tensorboard"])
     model.set_logger(logger)
     writer = _tb_writer(logger)
-    logger.record(
-        "hparams",
-        HParam(plan.hparams(), {"eval/mean_return": 0.0, "eval/std_return": 0.0}),
-        exclude=("stdout", "log", "json", "csv"),
-    )
+    write_hparams_start(writer, plan.hparams(), ("eval/mean_return", "eval/std_return"))
     logger.record(
         "config",
         "```json\n" + json.dumps(jsonable(config_json), indent=2) + "\n```",
@@ -777,6 +773,7 @@ def _train(plan: TrainPlan, on_eval: Callable[[EvalPoint], Any] | None) -> Train
             if isinstance(model.get_env(), VecNormalize):
                 model.get_env().save(str(run_dir / "vecnormalize.pkl"))
         write_json(run_dir / "metrics.json", summary.metrics())
+        write_hparams_end(writer, status)
     finally:
         steps.close()
         logger.close()
