@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rlopt import atomic, plots, stats
+from rlopt.claims import Claim, record_value
 from rlopt.scores import (
     Normaliser,
     RunCensus,
@@ -42,7 +43,6 @@ from rlopt.scores import (
     stability_values,
 )
 from rlopt.trial_objective import DIVERGED_RULE
-from rlopt.verdict import Claim, record_value
 from rlopt.verdict_table import judge, verdicts_markdown
 
 MAX_ARMS_IN_FIGURES = 12

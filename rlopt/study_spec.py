@@ -568,7 +568,7 @@ def _parse_seeds(where: _Where, value: Any) -> tuple[int, ...]:
 
 def _parse_claim(where: _Where, value: Any) -> Any:
     """The ``claim:`` section, validated by :func:`rlopt.verdict.claims_from_config`."""
-    from rlopt.verdict import claims_from_config
+    from rlopt.claims import claims_from_config
 
     try:
         return claims_from_config(value, where="claim")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlopt import stats
+from rlopt.claims import Claim
 from rlopt.scores import Normaliser, RunLike, mark_duplicates
-from rlopt.verdict import Claim, Verdict, evaluate
+from rlopt.verdict import Verdict, evaluate
 
 
 def _cell(value: object) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rlopt.claims import Claim
 from rlopt.cli import main
 from rlopt.report import write_report
 from rlopt.scores import Normaliser
-from rlopt.verdict import Claim
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 FAST: dict[str, Any] = {"n_resamples": 200, "seed": 0}

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rlopt.claims import Claim, claims_from_config
 from rlopt.errors import ConfigError
 from rlopt.scores import Normaliser
-from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_from_config, evaluate
+from rlopt.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, evaluate
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 REFS = Normaliser.from_references({t: (0.0, 100.0) for t in TASKS})

@@ -104,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
 
+    from rlopt.claims import claims_from_config
     from rlopt.report import write_report
     from rlopt.results import load_runs
     from rlopt.study_status import find_study_dir
     from rlopt.study_yaml import read_yaml
-    from rlopt.verdict import claims_from_config
 
     study_dir = find_study_dir(args.study_dir)
     from rlopt.paths import check_folder_can_be_made

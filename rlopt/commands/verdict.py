@@ -98,8 +98,8 @@ def normaliser_for(records: Sequence[Any], references: dict[str, tuple[float, fl
 
 def read_claims(path: Path) -> tuple[Any, ...]:
     """The claims of a study file's ``claim:`` section, or of a file holding only the claim(s)."""
+    from rlopt.claims import claims_from_config
     from rlopt.study_yaml import read_yaml
-    from rlopt.verdict import claims_from_config
 
     data = read_yaml(path)
     section = data.get("claim") if isinstance(data, dict) and "claim" in data else data
