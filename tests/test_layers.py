@@ -20,12 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 def _lint_imports() -> str:
     found = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     if not Path(found).exists():
-        pytest.fail("lint-imports is not installed (accepted: pip install -e '.[test]', which includes import-linter)")
+        pytest.fail("lint-imports is not installed (accepted: pip install -e '.[test]', which includes "
+                    "import-linter)")
     return found
 
 
 def test_imports_follow_the_layers_of_the_data_flow() -> None:
-    result = subprocess.run([_lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([_lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "broken" not in result.stdout.lower().replace("0 broken", ""), result.stdout[-4000:]
 

@@ -13,8 +13,8 @@ import pytest
 
 from rlopt.analysis.report import write_report
 from rlopt.analysis.scores import Normaliser
-from rlopt.analysis.verdict import Claim
 from rlopt.cli.main import main
+from rlopt.config.claims import Claim
 
 TASKS = ("Hopper-v5", "Walker2d-v5")
 FAST: dict[str, Any] = {"n_resamples": 200, "seed": 0}

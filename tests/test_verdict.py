@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rlopt.analysis.scores import Normaliser
-from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, claims_from_config, evaluate
+from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, evaluate
+from rlopt.config.claims import Claim, claims_from_config
 from rlopt.errors import ConfigError
 
 TASKS = ("Hopper-v5", "Walker2d-v5")

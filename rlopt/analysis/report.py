@@ -42,8 +42,8 @@ from rlopt.analysis.scores import (
     scores,
     stability_values,
 )
-from rlopt.analysis.verdict import Claim, record_value
 from rlopt.analysis.verdict_table import judge, verdicts_markdown
+from rlopt.config.claims import Claim, record_value
 from rlopt.run.metrics import DIVERGED_RULE
 
 MAX_ARMS_IN_FIGURES = 12
@@ -252,7 +252,8 @@ def _budget(
         f"- statistics: IQM (25% trimmed mean of the runs pooled over tasks) with {boot['confidence']:.0%} "
         f"percentile stratified-bootstrap intervals ({boot['n_resamples']} resamples within each task, "
         f"seed {boot['seed']}); probability of improvement = Mann–Whitney U/(n·m) averaged over tasks "
-        "(Agarwal et al., NeurIPS 2021). Verdicts use t intervals (rlopt.analysis.verdict). A diverged run counts: "
+        "(Agarwal et al., NeurIPS 2021). Verdicts use t intervals (rlopt.analysis.verdict). "
+        "A diverged run counts: "
         f"{DIVERGED_RULE}.",
     ]
     w.add("\n".join(lines))
@@ -594,7 +595,8 @@ def _stability(w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boo
         rows.append(row)
     w.add(
         "Events per run from each run's metrics.json `stability` (mean with interval; defined in "
-        "rlopt.run.diagnostics, calibrated so that runs that learnt well count none). A *return collapse*: two "
+        "rlopt.run.diagnostics, calibrated so that runs that learnt well count none). "
+        "A *return collapse*: two "
         "evaluations in a row below the best return so far minus half of what the run had learnt; a *loss "
         "spike*: a window whose value (PPO) or critic (SAC) loss exceeds 50x the 90th percentile of the "
         "previous 50 windows; a *NaN event*: an update with a non-finite gradient or parameters. Late "

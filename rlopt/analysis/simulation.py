@@ -41,7 +41,8 @@ import numpy as np
 
 from rlopt import stats
 from rlopt.analysis.scores import Normaliser
-from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Claim, Verdict, evaluate
+from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Verdict, evaluate
+from rlopt.config.claims import Claim
 from rlopt.records import RunRecord
 
 TASK_FLOORS = {"Cheetah": 0.0, "Ant": 0.2}
@@ -199,12 +200,41 @@ def _claim(kind: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+CURVES_CLAIM = _claim("closest_curves", candidate={"scaling_rule": "sqrt"}, baseline={"scaling_rule": "none"})
+"""Claim 5's form: the sqrt scaling rule (candidate) against none (baseline), across kappa."""
+CURVES_TASKS = ("Cheetah",)
+"""Claim 5 runs one task."""
+
+
+def _scenario(
+    name: str, truth: str, claim: Mapping[str, Any], arms: Sequence[Arm], description: str, **options: Any
+) -> Scenario:
+    """A scenario of its claim's kind."""
+    return Scenario(name, claim["kind"], truth, claim, tuple(arms), description=description, **options)
+
+
 def _one(optimizer: str, model: RunModel) -> Arm:
     return Arm(optimizer, {"all": model})
 
 
+def _pair(candidate: RunModel, baseline: RunModel) -> tuple[Arm, Arm]:
+    """The arms ``cand`` and ``base``, one group each."""
+    return _one("cand", candidate), _one("base", baseline)
+
+
 def _grouped(optimizer: str, models: Sequence[RunModel], key: str, values: Sequence[Any]) -> Arm:
     return Arm(optimizer, dict(zip(values, models, strict=True)), key)
+
+
+def _beta2(candidate: Sequence[RunModel], baseline: Sequence[RunModel] | None = None) -> tuple[Arm, ...]:
+    """The arms ``cand`` (and ``base``) with one group per value of beta2 (:data:`BETA2`)."""
+    models = [candidate] if baseline is None else [candidate, baseline]
+    return tuple(_grouped(name, m, "beta2", BETA2) for name, m in zip(("cand", "base"), models, strict=False))
+
+
+def _kappas(rule: str, means: Sequence[float], **model: Any) -> Arm:
+    groups = {k: RunModel(mean=mu, **model) for k, mu in zip(KAPPA, means, strict=True)}
+    return Arm("adam", groups, "kappa", {"scaling_rule": rule})
 
 
 BASE = RunModel()
@@ -215,143 +245,103 @@ KAPPA = (0.25, 0.5, 1.0, 2.0, 4.0)
 def scenarios(competitive_margin: float = 0.2) -> list[Scenario]:
     """Every scenario of the calibration (null, effect and degenerate cases for every kind)."""
     m = competitive_margin
-    gain_b = population(BASE, "gain_auc")
+    gain = population(BASE, "gain_auc")  # the baseline's IQM gain, and the best setting's
     robust_margin = 0.2
-    gain_best = population(BASE, "gain_auc")
     steep = RunModel(mean=0.15)  # a setting where the baseline learns a third as much
+    robust_alone = _claim("robust", metric="auc", baseline=None, margin=robust_margin)
+    same_kappas = [0.5, 0.45, 0.55, 0.4, 0.5]
     out = [
-        Scenario(
+        _scenario(
             "better/null",
-            "better",
             "null",
             _claim("better", metric="auc"),
-            (_one("cand", BASE), _one("base", BASE)),
-            description="same run model for both arms",
+            _pair(BASE, BASE),
+            "same run model for both arms",
         ),
-        Scenario(
+        _scenario(
             "better/effect",
-            "better",
             "effect",
             _claim("better", metric="auc"),
-            (_one("cand", RunModel(mean=0.7)), _one("base", BASE)),
-            description="candidate's mean final gain 0.7 against 0.5",
+            _pair(RunModel(mean=0.7), BASE),
+            "candidate's mean final gain 0.7 against 0.5",
         ),
-        Scenario(
+        _scenario(
             "competitive/null",
-            "competitive",
             "null",
             _claim("competitive", metric="auc", margin=m),
-            (_one("cand", replace(BASE, shift=-m * gain_b)), _one("base", BASE)),
-            description=f"candidate exactly {m:g} x the baseline's IQM gain below it",
+            _pair(replace(BASE, shift=-m * gain), BASE),
+            f"candidate exactly {m:g} x the baseline's IQM gain below it",
         ),
-        Scenario(
+        _scenario(
             "competitive/effect",
-            "competitive",
             "effect",
             _claim("competitive", metric="auc", margin=m),
-            (_one("cand", BASE), _one("base", BASE)),
-            description="candidate equal to the baseline",
+            _pair(BASE, BASE),
+            "candidate equal to the baseline",
         ),
-        Scenario(
+        _scenario(
             "robust/null",
-            "robust",
             "null",
             _claim("robust", metric="auc"),
-            (
-                _grouped("cand", [BASE, BASE, BASE, steep], "beta2", BETA2),
-                _grouped("base", [BASE, BASE, BASE, steep], "beta2", BETA2),
-            ),
-            description="same spread across beta2 in both arms (one setting learns less)",
+            _beta2([BASE, BASE, BASE, steep], [BASE, BASE, BASE, steep]),
+            "same spread across beta2 in both arms (one setting learns less)",
         ),
-        Scenario(
+        _scenario(
             "robust/null-flat",
-            "robust",
             "null",
             _claim("robust", metric="auc"),
-            (
-                _grouped("cand", [BASE] * 4, "beta2", BETA2),
-                _grouped("base", [BASE] * 4, "beta2", BETA2),
-            ),
-            description="no spread across beta2 in either arm",
+            _beta2([BASE] * 4, [BASE] * 4),
+            "no spread across beta2 in either arm",
         ),
-        Scenario(
+        _scenario(
             "robust/effect",
-            "robust",
             "effect",
             _claim("robust", metric="auc"),
-            (
-                _grouped("cand", [BASE] * 4, "beta2", BETA2),
-                _grouped("base", [BASE, BASE, BASE, steep], "beta2", BETA2),
-            ),
-            description="candidate flat across beta2, baseline learns a third as much at one value",
+            _beta2([BASE] * 4, [BASE, BASE, BASE, steep]),
+            "candidate flat across beta2, baseline learns a third as much at one value",
         ),
-        Scenario(
+        _scenario(
             "robust-alone/null",
-            "robust",
             "null",
-            _claim("robust", metric="auc", baseline=None, margin=robust_margin),
-            (
-                _grouped(
-                    "cand",
-                    [BASE, BASE, BASE, replace(BASE, shift=-robust_margin * gain_best)],
-                    "beta2",
-                    BETA2,
-                ),
-            ),
-            description=f"spread exactly {robust_margin:g} x the best setting's gain",
+            robust_alone,
+            _beta2([BASE, BASE, BASE, replace(BASE, shift=-robust_margin * gain)]),
+            f"spread exactly {robust_margin:g} x the best setting's gain",
         ),
-        Scenario(
-            "robust-alone/effect",
-            "robust",
-            "effect",
-            _claim("robust", metric="auc", baseline=None, margin=robust_margin),
-            (_grouped("cand", [BASE] * 4, "beta2", BETA2),),
-            description="no spread across beta2",
+        _scenario(
+            "robust-alone/effect", "effect", robust_alone, _beta2([BASE] * 4), "no spread across beta2"
         ),
-        Scenario(
+        _scenario(
             "fewer_instabilities/null",
-            "fewer_instabilities",
             "null",
             _claim("fewer_instabilities"),
-            (_one("cand", replace(BASE, collapses=1.0)), _one("base", replace(BASE, collapses=1.0))),
-            description="both arms 1 collapse per run on average (Poisson)",
+            _pair(replace(BASE, collapses=1.0), replace(BASE, collapses=1.0)),
+            "both arms 1 collapse per run on average (Poisson)",
         ),
-        Scenario(
+        _scenario(
             "fewer_instabilities/effect",
-            "fewer_instabilities",
             "effect",
             _claim("fewer_instabilities"),
-            (_one("cand", replace(BASE, collapses=0.3)), _one("base", replace(BASE, collapses=1.5))),
-            description="0.3 against 1.5 collapses per run",
+            _pair(replace(BASE, collapses=0.3), replace(BASE, collapses=1.5)),
+            "0.3 against 1.5 collapses per run",
         ),
-        Scenario(
+        _scenario(
             "closest_curves/null",
-            "closest_curves",
             "null",
-            _claim("closest_curves", candidate={"scaling_rule": "sqrt"}, baseline={"scaling_rule": "none"}),
-            (
-                _kappas("sqrt", [0.5, 0.45, 0.55, 0.4, 0.5]),
-                _kappas("none", [0.5, 0.45, 0.55, 0.4, 0.5]),
-            ),
-            description="the same final gains across kappa under both rules",
-            tasks=("Cheetah",),  # claim 5: one task
+            CURVES_CLAIM,
+            (_kappas("sqrt", same_kappas), _kappas("none", same_kappas)),
+            "the same final gains across kappa under both rules",
+            tasks=CURVES_TASKS,
         ),
-        Scenario(
+        _scenario(
             "closest_curves/effect",
-            "closest_curves",
             "effect",
-            _claim("closest_curves", candidate={"scaling_rule": "sqrt"}, baseline={"scaling_rule": "none"}),
+            CURVES_CLAIM,
             (_kappas("sqrt", [0.5] * 5), _kappas("none", [0.2, 0.35, 0.5, 0.65, 0.8])),
-            description="sqrt curves together, none spread from 0.2 to 0.8",
-            tasks=("Cheetah",),  # claim 5: one task
+            "sqrt curves together, none spread from 0.2 to 0.8",
+            tasks=CURVES_TASKS,
         ),
     ]
     return out + degenerate_scenarios()
-
-
-def _kappas(rule: str, means: Sequence[float], **model: Any) -> Arm:
-    groups = {k: RunModel(mean=mu, **model) for k, mu in zip(KAPPA, means, strict=True)}
-    return Arm("adam", groups, "kappa", {"scaling_rule": rule})
 
 
 def degenerate_scenarios() -> list[Scenario]:
@@ -359,82 +349,70 @@ def degenerate_scenarios() -> list[Scenario]:
     flat = RunModel(flat=True)
     tiny = RunModel(mean=0.025, sd=0.005, fail=0.0)
     return [
-        Scenario(
+        _scenario(
             "competitive/baseline-0.07",
-            "competitive",
             "degenerate",
             _claim("competitive", metric="final_return", margin=0.05),
-            (_one("cand", tiny), _one("base", RunModel(mean=0.07, sd=0.01, fail=0.0))),
-            description="issue 13: baseline ~0.070, candidate ~0.025 (a third of it)",
+            _pair(tiny, RunModel(mean=0.07, sd=0.01, fail=0.0)),
+            "issue 13: baseline ~0.070, candidate ~0.025 (a third of it)",
         ),
-        Scenario(
+        _scenario(
             "competitive/both-flat",
-            "competitive",
             "degenerate",
             _claim("competitive", metric="auc", margin=0.2),
-            (_one("cand", flat), _one("base", flat)),
-            description="neither arm learns; both stay at the initial policy's score",
+            _pair(flat, flat),
+            "neither arm learns; both stay at the initial policy's score",
         ),
-        Scenario(
+        _scenario(
             "better/ant-initial",
-            "better",
             "degenerate",
             _claim("better", metric="final_return"),
-            (_one("cand", flat), _one("base", RunModel(mean=-0.15, sd=0.02, fail=0.0))),
-            description="candidate flat at its initial score (0.2 on Ant), baseline drifts below it",
+            _pair(flat, RunModel(mean=-0.15, sd=0.02, fail=0.0)),
+            "candidate flat at its initial score (0.2 on Ant), baseline drifts below it",
         ),
-        Scenario(
+        _scenario(
             "robust/candidate-learns-nothing",
-            "robust",
             "degenerate",
             _claim("robust", metric="auc"),
-            (
-                _grouped("cand", [flat] * 4, "beta2", BETA2),
-                _grouped("base", [flat, flat, flat, BASE], "beta2", BETA2),
-            ),
-            description="issue 13: candidate ~0 at every setting, baseline learns at one",
+            _beta2([flat] * 4, [flat, flat, flat, BASE]),
+            "issue 13: candidate ~0 at every setting, baseline learns at one",
         ),
-        Scenario(
+        _scenario(
             "robust-alone/all-flat",
-            "robust",
             "degenerate",
             _claim("robust", metric="auc", baseline=None, margin=0.2),
-            (_grouped("cand", [flat] * 4, "beta2", BETA2),),
-            description="every setting flat at the initial score (0.2 on Ant: above random)",
+            _beta2([flat] * 4),
+            "every setting flat at the initial score (0.2 on Ant: above random)",
         ),
-        Scenario(
+        _scenario(
             "fewer_instabilities/never-learns",
-            "fewer_instabilities",
             "degenerate",
             _claim("fewer_instabilities"),
-            (_one("cand", flat), _one("base", replace(BASE, collapses=1.5))),
-            description="issue 13: a candidate that never learns never collapses",
+            _pair(flat, replace(BASE, collapses=1.5)),
+            "issue 13: a candidate that never learns never collapses",
         ),
-        Scenario(
+        _scenario(
             "closest_curves/flat",
-            "closest_curves",
             "degenerate",
-            _claim("closest_curves", candidate={"scaling_rule": "sqrt"}, baseline={"scaling_rule": "none"}),
+            CURVES_CLAIM,
             (_kappas("sqrt", [0.0] * 5, flat=True), _kappas("none", [0.2, 0.35, 0.5, 0.65, 0.8])),
-            description="issue 13: flat curves are trivially close across kappa",
-            tasks=("Cheetah",),  # claim 5: one task
+            "issue 13: flat curves are trivially close across kappa",
+            tasks=CURVES_TASKS,
         ),
-        Scenario(
+        _scenario(
             "better/four-seeds",
-            "better",
             "degenerate",
             _claim("better", metric="auc"),
-            (_one("cand", RunModel(mean=0.9, sd=0.02, fail=0.0)), _one("base", RunModel(mean=0.2, fail=0.0))),
+            _pair(RunModel(mean=0.9, sd=0.02, fail=0.0), RunModel(mean=0.2, fail=0.0)),
+            "a clear win on 4 seeds per cell (min_runs 5)",
             seeds=4,
-            description="a clear win on 4 seeds per cell (min_runs 5)",
         ),
-        Scenario(
+        _scenario(
             "better/learnt-too-little",
-            "better",
             "degenerate",
             _claim("better", metric="final_return"),
-            (_one("cand", RunModel(mean=0.05, sd=0.005, fail=0.0)), _one("base", flat)),
-            description="candidate consistently above a flat baseline, but by 0.05 of the reference",
+            _pair(RunModel(mean=0.05, sd=0.005, fail=0.0), flat),
+            "candidate consistently above a flat baseline, but by 0.05 of the reference",
         ),
     ]
 
@@ -486,7 +464,8 @@ def simulate(
         n_resamples: Bootstrap resamples per interval.
         seed: Seed of the draws (the bootstrap of study i uses seed i).
         seeds: Runs per cell (default: the scenario's).
-        judge: ``(claim, runs, i) -> (verdict, seeds spent)``; default: :func:`rlopt.analysis.verdict.evaluate`.
+        judge: ``(claim, runs, i) -> (verdict, seeds spent)``; default:
+            :func:`rlopt.analysis.verdict.evaluate`.
     """
     claim = Claim.from_dict(scenario.claim)
     rng = np.random.default_rng(seed)

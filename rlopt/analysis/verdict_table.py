@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from rlopt import stats
 from rlopt.analysis.scores import Normaliser, RunLike, mark_duplicates
-from rlopt.analysis.verdict import Claim, Verdict, evaluate
+from rlopt.analysis.verdict import Verdict, evaluate
+from rlopt.config.claims import Claim
 
 
 def _cell(value: object) -> str:
@@ -31,8 +32,8 @@ def judge(
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> list[Verdict]:
-    """One verdict per claim (:func:`rlopt.analysis.verdict.evaluate`) on the same runs and references (one run
-    per (setting, task, seed): see :func:`rlopt.analysis.scores.mark_duplicates`)."""
+    """One verdict per claim (:func:`rlopt.analysis.verdict.evaluate`) on the same runs and references
+    (one run per (setting, task, seed): see :func:`rlopt.analysis.scores.mark_duplicates`)."""
     records = mark_duplicates(records)
     return [evaluate(c, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed) for c in claims]
 

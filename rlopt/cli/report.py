@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rlopt.analysis.load import load_runs
     from rlopt.analysis.report import write_report
-    from rlopt.analysis.verdict import claims_from_config
+    from rlopt.config.claims import claims_from_config
     from rlopt.config.yaml import read_yaml
     from rlopt.study.folder import find_study_dir
 

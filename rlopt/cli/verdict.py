@@ -98,7 +98,7 @@ def normaliser_for(records: Sequence[Any], references: dict[str, tuple[float, fl
 
 def read_claims(path: Path) -> tuple[Any, ...]:
     """The claims of a study file's ``claim:`` section, or of a file holding only the claim(s)."""
-    from rlopt.analysis.verdict import claims_from_config
+    from rlopt.config.claims import claims_from_config
     from rlopt.config.yaml import read_yaml
 
     data = read_yaml(path, "claim file")

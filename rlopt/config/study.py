@@ -568,7 +568,7 @@ def _parse_seeds(where: Where, value: Any) -> tuple[int, ...]:
 
 def _parse_claim(where: Where, value: Any) -> Any:
     """The ``claim:`` section, validated by :func:`rlopt.analysis.verdict.claims_from_config`."""
-    from rlopt.analysis.verdict import claims_from_config
+    from rlopt.config.claims import claims_from_config
 
     try:
         return claims_from_config(value, where="claim")
