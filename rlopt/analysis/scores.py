@@ -26,12 +26,13 @@ import numpy as np
 
 from rlopt import stats
 from rlopt.errors import ConfigError
+from rlopt.run.metrics import RUN_METRICS, run_metric
 
 USABLE_STATES = ("ok", "diverged")
 DUPLICATE = "DUPLICATE"
 """Trial state given by :func:`mark_duplicates` to a second run of the same cell."""
 EXCLUDED_STATES = ("pruned", "stopped", "failed", "running", "duplicate")
-SCORE_METRICS = ("final_return", "auc")
+SCORE_METRICS = RUN_METRICS
 STABILITY_COUNTS = ("return_collapses", "loss_spikes", "nan_events")
 STABILITY_METRICS = ("instabilities", *STABILITY_COUNTS, "diverged", "late_std")
 
@@ -218,8 +219,7 @@ def run_score(record: RunLike, metric: str) -> float:
     """A run's raw score: ``final_return`` or ``auc`` from metrics.json, else from its eval curve.
 
     A diverged run, or one whose metrics lack the value, scores from its curve (a diverged run's
-    continued by the diverged-run rule): the last evaluation (``final_return``) or their mean (``auc``);
-    NaN when it has none.
+    continued by the diverged-run rule) by :func:`rlopt.run.metrics.run_metric`; NaN when it has none.
     """
     if metric not in SCORE_METRICS:
         raise ConfigError(f"score metric {metric!r} is not one of: {', '.join(SCORE_METRICS)}")
@@ -227,9 +227,7 @@ def run_score(record: RunLike, metric: str) -> float:
     if value is not None and run_state(record) != "diverged":
         return value
     _, returns = _finite_curve(record)
-    if not len(returns):
-        return math.nan
-    return float(returns[-1] if metric == "final_return" else np.mean(returns))
+    return run_metric(metric, returns) if len(returns) else math.nan
 
 
 @dataclass(frozen=True)

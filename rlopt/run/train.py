@@ -51,6 +51,7 @@ from rlopt.run.diagnostics import DiagnosticsCallback, Diverged, StabilityThresh
 from rlopt.run.envs import make_eval_env, make_train_env
 from rlopt.run.evaluation import EvalCallback, EvalPoint
 from rlopt.run.folder import jsonable, start_run_folder, write_json
+from rlopt.run.metrics import run_metric
 from rlopt.run.tensorboard import write_hparams_end, write_hparams_start
 
 log = logging.getLogger(__name__)
@@ -294,19 +295,24 @@ class TrainSummary:
     """Optimizer steps of the policy (PPO) or the critic (SAC): 0 if SAC never passed ``learning_starts``."""
 
     @property
+    def returns(self) -> list[float]:
+        """The mean return of each evaluation, in order."""
+        return [p.mean_return for p in self.evaluations]
+
+    @property
     def final_return(self) -> float | None:
-        return self.evaluations[-1].mean_return if self.evaluations else None
+        """The last evaluation's mean return (:func:`rlopt.run.metrics.run_metric`)."""
+        return run_metric("final_return", self.returns) if self.evaluations else None
 
     @property
     def best_return(self) -> float | None:
-        return max(p.mean_return for p in self.evaluations) if self.evaluations else None
+        return max(self.returns) if self.evaluations else None
 
     @property
     def auc(self) -> float | None:
-        """Mean evaluation return over the evaluation points (normalised area under the curve)."""
-        if not self.evaluations:
-            return None
-        return sum(p.mean_return for p in self.evaluations) / len(self.evaluations)
+        """Mean evaluation return over the evaluation points (normalised area under the curve,
+        :func:`rlopt.run.metrics.run_metric`)."""
+        return run_metric("auc", self.returns) if self.evaluations else None
 
     @property
     def steps_per_s(self) -> float:

@@ -1,7 +1,8 @@
 """The number a trial reports to Optuna: one value per run, aggregated over the trial's tasks and seeds.
 
-Per run, from its evaluation returns so far: ``final_return`` (the last), ``auc`` (their mean, the
-normalised area under the curve), or either on the suite's 0 (random policy) to 1 (reference) scale.
+Per run, from its evaluation returns so far: ``final_return`` (the last) or ``auc`` (their mean, the
+normalised area under the curve), both :func:`rlopt.run.metrics.run_metric`, or either on the suite's 0
+(random policy) to 1 (reference) scale.
 Across runs: the IQM (25%-trimmed mean, :func:`rlopt.stats.iqm`), the mean or the median. The same
 function gives the intermediate values (at each evaluation) and the final value, so a pruner compares
 like with like.
@@ -18,12 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlopt.config.study import Objective
+from rlopt.run.metrics import run_metric
 
 
 def run_value(objective: Objective, task: str, returns: Sequence[float]) -> float:
     """The objective's per-run value from the mean evaluation returns ``returns`` (in order)."""
     final = objective.metric in ("final_return", "normalized_score")
-    raw = float(returns[-1]) if final else float(np.mean(returns))
+    raw = run_metric("final_return" if final else "auc", returns)
     if objective.normalized:
         from rlopt.config.suites import normalized_score
 
