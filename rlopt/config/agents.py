@@ -31,7 +31,7 @@ import torch.nn as nn
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
 
 from rlopt.config.data import data_file
-from rlopt.config.yaml import load, read_yaml
+from rlopt.config.yaml import load, merge, read_yaml
 from rlopt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -201,16 +201,6 @@ def parse_set(items: Iterable[str], flag: str = "--set") -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def parse_schedule(value: Any, name: str) -> tuple[str, float]:
     """``3e-4`` -> ``("const", 3e-4)``; ``"lin_3e-4"`` -> ``("lin", 3e-4)``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -323,7 +313,7 @@ def resolve_agent(
             raise ConfigError(f"--set {key} is not accepted (use {hint})")
     if lr is not None and "learning_rate" in overrides:
         raise ConfigError("Give the learning rate once: --lr or --set learning_rate, not both")
-    entry = _merge(entry, overrides)
+    entry = merge(entry, overrides)
 
     defaults = sb3_defaults(algo)
     accepted = sorted(set(defaults) | OWN_KEYS - {"source"})

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlopt.config.yaml import merge
 from rlopt.errors import ConfigError
 
 TOP_KEYS = (
@@ -483,7 +484,7 @@ def _parse_arm(
         raise (where / "scaling_rule").error(
             f"kappa != 1 needs a scaling rule (accepted: {', '.join(RULES)})")
     scaling_rule = _choice(where / "scaling_rule", data.get("scaling_rule", "none"), SCALING_RULES)
-    overrides = _merge(study_overrides, _overrides(where / "overrides", data.get("overrides", {})))
+    overrides = merge(study_overrides, _overrides(where / "overrides", data.get("overrides", {})))
     return Arm(
         label=label, optimizer=spec.name, fixed=fixed, grid=grid, ranges=ranges, settings=tuple(settings),
         extra=dict(extra), scaling_rule=scaling_rule, overrides=overrides, n_betas=n_betas,
@@ -494,16 +495,6 @@ def _overrides(where: Where, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise where.error(f"expected a mapping of agent hyperparameters (SB3 names), got {value!r}")
     return dict(value)
-
-
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _parse_component(where: Where, value: Any, accepted: Sequence[str], default: str) -> Component:

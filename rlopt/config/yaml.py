@@ -20,7 +20,9 @@ would read as a number is quoted.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -153,6 +155,18 @@ def read_yaml(path: Path, what: str = "YAML file") -> Any:
             "in UTF-8 YAML)"
         ) from exc
     return load(text, str(path))
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``, nested mappings merged key by key (agent hyperparameter overrides:
+    agent file, study, arm, setting, ``--set``), as a new dict that shares nothing with either."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def dump_flow(value: Any) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from rlopt.config.study import BETA_KEYS, NUMERIC_KEYS, SHORT_NAMES, Arm, Range, format_value, grid_points
+from rlopt.config.yaml import merge
 
 SETTING_PARAM = "setting"
 
@@ -80,16 +81,6 @@ def param_name(key: str, arm: Arm) -> str:
     return key
 
 
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def make_setting(arm: Arm, values: Mapping[str, Any]) -> Setting:
     """The setting of ``arm`` with ``values`` (numeric keys, optional ``label``/``overrides``)."""
     from rlopt.optim import get_spec
@@ -108,7 +99,7 @@ def make_setting(arm: Arm, values: Mapping[str, Any]) -> Setting:
         arm=arm.label, optimizer=arm.optimizer, label=str(label), values=numeric,
         lr=merged.get("lr"), betas=betas, eps=merged.get("eps"), weight_decay=merged.get("weight_decay"),
         extra=dict(arm.extra), kappa=merged.get("kappa", 1.0), scaling_rule=arm.scaling_rule,
-        overrides=_merge(arm.overrides, values.get("overrides", {})),
+        overrides=merge(arm.overrides, values.get("overrides", {})),
     )
 
 
