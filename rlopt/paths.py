@@ -1,11 +1,26 @@
-"""Folders a command is about to create, checked before anything is written."""
+"""Names and folders on disk: file names made from labels, and folders a command is about to create,
+checked before anything is written."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from rlopt.errors import ConfigError
+
+
+def safe_name(text: str, keep: str = "", trim: bool = False) -> str:
+    """``text`` as one file or folder name: each run of characters other than ASCII letters, digits,
+    ``_``, ``.``, ``-`` and those in ``keep`` becomes one ``_``.
+
+    Args:
+        text: a label, task id or run description (``ppo-Hopper-v5-adam-s0``, ``adopt b2=0.9999``).
+        keep: further characters to keep (study run folders keep ``=``: ``trial_0003-adam_b2=0.99``).
+        trim: drop ``_`` at both ends, and give ``x`` for a name left empty (report figures).
+    """
+    name = re.sub(f"[^A-Za-z0-9_.{re.escape(keep)}-]+", "_", text)
+    return (name.strip("_") or "x") if trim else name
 
 
 def check_folder_can_be_made(path: str | Path, what: str) -> None:

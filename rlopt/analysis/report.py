@@ -44,6 +44,7 @@ from rlopt.analysis.scores import (
 )
 from rlopt.analysis.verdict_table import judge, verdicts_markdown
 from rlopt.config.claims import Claim, record_value
+from rlopt.paths import safe_name
 from rlopt.run.metrics import DIVERGED_RULE
 
 MAX_ARMS_IN_FIGURES = 12
@@ -58,10 +59,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 def _number_range(values: Sequence[float]) -> str:
@@ -413,7 +410,7 @@ def _per_task(
         if bands:
             path = plots.curves(
                 bands,
-                w.out_dir / f"curves_{_slug(task)}.png",
+                w.out_dir / f"curves_{safe_name(task, trim=True)}.png",
                 title=task,
                 xlabel="environment steps",
                 ylabel="IQM eval return",

@@ -12,13 +12,13 @@ the values the run would use at ``kappa = 1`` (the agent's own learning rate whe
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rlopt.config.study import StudySpec, Where
 from rlopt.errors import ConfigError
+from rlopt.paths import safe_name
 from rlopt.study.space import Setting
 
 
@@ -43,12 +43,8 @@ def trial_folder(setting: Setting, number: int) -> str:
     label = setting.label
     if label.startswith(setting.arm):
         label = label[len(setting.arm):]
-    suffix = _safe(label.strip())[:80]
-    return f"{_safe(setting.arm)}/trial_{number:04d}" + (f"-{suffix}" if suffix else "")
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+    arm, suffix = safe_name(setting.arm, keep="="), safe_name(label.strip(), keep="=")[:80]
+    return f"{arm}/trial_{number:04d}" + (f"-{suffix}" if suffix else "")
 
 
 def _budget(spec: StudySpec, task: str) -> tuple[int, int | None, int | None]:
