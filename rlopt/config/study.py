@@ -383,10 +383,29 @@ def _parse_arm(
     where: Where, data: Any, study_lr: Any, study_overrides: Mapping[str, Any], fairness: str,
     file_where: Where,
 ) -> Arm:
-    from rlopt.optim import get_spec
-    from rlopt.optim.scaling import RULES
-
     data = _mapping(where, data, ARM_KEYS)
+    spec, label = _arm_optimizer(where, data, fairness)
+    n_betas = len(spec.betas)
+    fixed, grid, ranges = _arm_values(where, data, spec, study_lr, file_where)
+    settings: tuple[Mapping[str, Any], ...] = ()
+    if "settings" in data:
+        if grid:
+            raise (where / "settings").error(
+                f"give either settings or lists of values ({', '.join(grid)}), not both")
+        settings = _parse_settings(where / "settings", data["settings"], spec, ranges, fairness)
+    extra = _arm_extra(where / "extra", data.get("extra", {}), spec)
+    scaling_rule = _arm_scaling_rule(where, data, fixed, grid, settings)
+    overrides = merge(study_overrides, _overrides(where / "overrides", data.get("overrides", {})))
+    return Arm(
+        label=label, optimizer=spec.name, fixed=fixed, grid=grid, ranges=ranges, settings=settings,
+        extra=extra, scaling_rule=scaling_rule, overrides=overrides, n_betas=n_betas,
+    )
+
+
+def _arm_optimizer(where: Where, data: Mapping[str, Any], fairness: str) -> tuple[Any, str]:
+    """The entry's optimizer (its registry spec) and label; keys the optimizer does not take are refused."""
+    from rlopt.optim import get_spec
+
     if "optimizer" not in data:
         raise where.error("missing 'optimizer' (accepted: a name listed by `rlopt optimizers`)")
     try:
@@ -408,7 +427,16 @@ def _parse_arm(
     if fairness == "same_lr" and "lr" in data:
         raise (where / "lr").error("fairness same_lr gives every optimizer the study's top-level lr "
                                    "(accepted: remove it here, set the top-level lr)")
+    return spec, label
 
+
+def _arm_values(
+    where: Where, data: Mapping[str, Any], spec: Any, study_lr: Any, file_where: Where,
+) -> tuple[dict[str, float], dict[str, tuple[float, ...]], dict[str, Range]]:
+    """The entry's hyperparameters (the study's lr unless it gives one) split into fixed values, grid
+    lists and search ranges."""
+    n_betas = len(spec.betas)
+    beta_keys = BETA_KEYS[:n_betas]
     raw: dict[str, Any] = {k: data[k] for k in NUMERIC_KEYS if k in data}
     if "lr" not in raw and study_lr is not None:
         raw["lr"] = study_lr
@@ -435,60 +463,71 @@ def _parse_arm(
             grid[key] = parsed
         else:
             fixed[key] = parsed
+    return fixed, grid, ranges
 
-    settings: list[Mapping[str, Any]] = []
-    if "settings" in data:
-        if grid:
-            raise (where / "settings").error(
-                f"give either settings or lists of values ({', '.join(grid)}), not both")
-        if not isinstance(data["settings"], list) or not data["settings"]:
-            raise (where / "settings").error("expected a non-empty list of settings (mappings)")
-        accepted = tuple(k for k in SETTING_KEYS if k not in BETA_KEYS[n_betas:])
-        for i, entry in enumerate(data["settings"]):
-            sw = where / "settings" / i
-            entry = _mapping(sw, entry, accepted)
-            setting: dict[str, Any] = {}
-            if fairness == "same_lr" and "lr" in entry:
-                raise (sw / "lr").error("fairness same_lr gives every optimizer the study's top-level lr "
-                                        "(accepted: remove it here)")
-            if "betas" in entry:
-                if not isinstance(entry["betas"], list) or len(entry["betas"]) != n_betas:
-                    raise (sw / "betas").error(
-                        f"expected a list of {n_betas} numbers ({', '.join(spec.beta_names)})")
-                for j, (key, beta) in enumerate(zip(beta_keys, entry["betas"], strict=True)):
-                    setting[key] = _check_scalar(sw / "betas" / j, key, beta)
-            for key in NUMERIC_KEYS:
-                if key in entry:
-                    if key in ranges:
-                        raise (sw / key).error(f"{key} is searched over a range for this arm; "
-                                               "a setting cannot fix it")
-                    setting[key] = _check_scalar(sw / key, key, entry[key])
-            if "label" in entry:
-                setting["label"] = _setting_label(sw / "label", entry["label"])
-            if "overrides" in entry:
-                setting["overrides"] = _overrides(sw / "overrides", entry["overrides"])
-            settings.append(setting)
 
-    extra = data.get("extra", {})
+def _parse_settings(
+    where: Where, value: Any, spec: Any, ranges: Mapping[str, Range], fairness: str,
+) -> tuple[Mapping[str, Any], ...]:
+    """An entry's explicit ``settings:``, each a mapping of scalar values, ``label`` and ``overrides``."""
+    if not isinstance(value, list) or not value:
+        raise where.error("expected a non-empty list of settings (mappings)")
+    n_betas = len(spec.betas)
+    beta_keys = BETA_KEYS[:n_betas]
+    accepted = tuple(k for k in SETTING_KEYS if k not in BETA_KEYS[n_betas:])
+    settings = []
+    for i, entry in enumerate(value):
+        sw = where / i
+        entry = _mapping(sw, entry, accepted)
+        setting: dict[str, Any] = {}
+        if fairness == "same_lr" and "lr" in entry:
+            raise (sw / "lr").error("fairness same_lr gives every optimizer the study's top-level lr "
+                                    "(accepted: remove it here)")
+        if "betas" in entry:
+            if not isinstance(entry["betas"], list) or len(entry["betas"]) != n_betas:
+                raise (sw / "betas").error(
+                    f"expected a list of {n_betas} numbers ({', '.join(spec.beta_names)})")
+            for j, (key, beta) in enumerate(zip(beta_keys, entry["betas"], strict=True)):
+                setting[key] = _check_scalar(sw / "betas" / j, key, beta)
+        for key in NUMERIC_KEYS:
+            if key in entry:
+                if key in ranges:
+                    raise (sw / key).error(f"{key} is searched over a range for this arm; "
+                                           "a setting cannot fix it")
+                setting[key] = _check_scalar(sw / key, key, entry[key])
+        if "label" in entry:
+            setting["label"] = _setting_label(sw / "label", entry["label"])
+        if "overrides" in entry:
+            setting["overrides"] = _overrides(sw / "overrides", entry["overrides"])
+        settings.append(setting)
+    return tuple(settings)
+
+
+def _arm_extra(where: Where, extra: Any, spec: Any) -> dict[str, Any]:
+    """Further optimizer arguments of an entry: a mapping of arguments the optimizer takes."""
     if not isinstance(extra, Mapping):
-        raise (where / "extra").error(f"expected a mapping of optimizer arguments, got {extra!r}")
+        raise where.error(f"expected a mapping of optimizer arguments, got {extra!r}")
     unknown = sorted(set(extra) - set(spec.extra))
     if unknown:
-        raise (where / "extra" / unknown[0]).error(
+        raise (where / unknown[0]).error(
             f"unknown argument of optimizer {spec.name!r} "
             f"(accepted: {', '.join(sorted(spec.extra)) or 'none'})")
+    return dict(extra)
+
+
+def _arm_scaling_rule(
+    where: Where, data: Mapping[str, Any], fixed: Mapping[str, float],
+    grid: Mapping[str, tuple[float, ...]], settings: Sequence[Mapping[str, Any]],
+) -> str:
+    """The entry's scaling rule: required as soon as some setting has ``kappa != 1``."""
+    from rlopt.optim.scaling import RULES
+
     kappas = [fixed.get("kappa")] + list(grid.get("kappa", ())) + [s.get("kappa") for s in settings]
     uses_kappa = any(k is not None and k != 1.0 for k in kappas)
-    rule_given = "scaling_rule" in data
-    if uses_kappa and not rule_given:
+    if uses_kappa and "scaling_rule" not in data:
         raise (where / "scaling_rule").error(
             f"kappa != 1 needs a scaling rule (accepted: {', '.join(RULES)})")
-    scaling_rule = _choice(where / "scaling_rule", data.get("scaling_rule", "none"), SCALING_RULES)
-    overrides = merge(study_overrides, _overrides(where / "overrides", data.get("overrides", {})))
-    return Arm(
-        label=label, optimizer=spec.name, fixed=fixed, grid=grid, ranges=ranges, settings=tuple(settings),
-        extra=dict(extra), scaling_rule=scaling_rule, overrides=overrides, n_betas=n_betas,
-    )
+    return _choice(where / "scaling_rule", data.get("scaling_rule", "none"), SCALING_RULES)
 
 
 def _overrides(where: Where, value: Any) -> dict[str, Any]:
@@ -606,6 +645,37 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
         raise (top / "algorithm").error(str(exc)) from exc
     tasks, suite = _parse_tasks(top, data)
     seeds = _parse_seeds(top / "seeds", data["seeds"])
+    timesteps, evaluation = _parse_budget(top, data, suite)
+    n_envs = _int(top / "n_envs", data["n_envs"]) if data.get("n_envs") is not None else None
+    device = _text(top / "device", data.get("device", "cpu"))
+    overrides = _overrides(top / "overrides", data.get("overrides", {}))
+    fairness = _choice(top / "fairness", data.get("fairness", "same_budget"), FAIRNESS)
+    arms = _parse_arms(top, data, overrides, fairness)
+    objective = _parse_objective(top, data, tasks)
+    sampler, pruner, n_trials = _parse_search(top, data, arms, fairness)
+    heartbeat = _parse_heartbeat(top / "heartbeat", data["heartbeat"]) if "heartbeat" in data else Heartbeat()
+    storage = _check_storage_url(top / "storage", data["storage"]) if data.get("storage") else None
+    parallel_runs = (_int(top / "parallel_runs", data["parallel_runs"])
+                     if data.get("parallel_runs") is not None else None)
+    save_model = data.get("save_model", False)
+    if not isinstance(save_model, bool):
+        raise (top / "save_model").error(f"{save_model!r} is not accepted (accepted: true or false)")
+    claim = _parse_claim(top / "claim", data["claim"]) if data.get("claim") is not None else ()
+    description = str(data.get("description") or "").strip()
+
+    spec = StudySpec(
+        name=name, path=path, description=description, claim=claim, algorithm=algorithm, tasks=tasks,
+        suite=suite, seeds=seeds, timesteps=timesteps, evaluation=evaluation, n_envs=n_envs, device=device,
+        overrides=overrides, arms=arms, objective=objective, sampler=sampler, pruner=pruner,
+        n_trials=n_trials, fairness=fairness, storage=storage, heartbeat=heartbeat,
+        parallel_runs=parallel_runs, save_model=save_model, data=dict(data),
+    )
+    _check_claim_arms(top / "claim", spec)
+    return spec
+
+
+def _parse_budget(top: Where, data: Mapping[str, Any], suite: str | None) -> tuple[int | None, Evaluation]:
+    """``timesteps`` and ``evaluation``: required with ``tasks``, a suite gives each task's own."""
     timesteps = None
     if "timesteps" in data:
         timesteps = _bounded(top / "timesteps", data["timesteps"], 1, MAX_TIMESTEPS, "env steps per run")
@@ -626,17 +696,19 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
     if suite is None and evaluation.every is None:
         raise (top / "evaluation").error("missing 'every' (env steps between evaluations; "
                                           "needed with 'tasks', a suite gives each task's schedule)")
-    n_envs = _int(top / "n_envs", data["n_envs"]) if data.get("n_envs") is not None else None
-    device = _text(top / "device", data.get("device", "cpu"))
-    overrides = _overrides(top / "overrides", data.get("overrides", {}))
-    fairness = _choice(top / "fairness", data.get("fairness", "same_budget"), FAIRNESS)
+    return timesteps, evaluation
+
+
+def _parse_arms(
+    top: Where, data: Mapping[str, Any], overrides: Mapping[str, Any], fairness: str,
+) -> tuple[Arm, ...]:
+    """The ``optimizers:`` entries (after the study-wide ``lr``), each with a unique label."""
     study_lr = data.get("lr")
     if study_lr is not None:
         _parse_numeric(top / "lr", "lr", study_lr)
     elif fairness == "same_lr":
         raise top.error("fairness same_lr needs a top-level 'lr' (a value, list or range shared by all "
                         "optimizers)")
-
     arms_data = data["optimizers"]
     if not isinstance(arms_data, list) or not arms_data:
         raise (top / "optimizers").error("expected a non-empty list of optimizer entries, e.g. "
@@ -650,7 +722,11 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
         if labels.index(label) != i:
             raise (top / "optimizers" / i / "label").error(
                 f"{label!r} is used by two entries (accepted: a unique label per entry, e.g. {label}-2)")
+    return arms
 
+
+def _parse_objective(top: Where, data: Mapping[str, Any], tasks: Sequence[str]) -> Objective:
+    """``objective:``; several tasks need a normalised metric, which needs reference scores of each."""
     objective = Objective()
     if "objective" in data:
         obj = data["objective"]
@@ -673,7 +749,14 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
                 find_task(task)
             except ConfigError as exc:
                 raise (top / "objective" / "metric").error(str(exc)) from exc
+    return objective
 
+
+def _parse_search(
+    top: Where, data: Mapping[str, Any], arms: Sequence[Arm], fairness: str,
+) -> tuple[Component, Component, int | None]:
+    """Sampler, pruner and ``n_trials``, checked against the entries (a grid enumerates them; fairness
+    same_budget gives each entry as many learning rates)."""
     sampler = _parse_component(top / "sampler", data.get("sampler"), SAMPLERS, "grid")
     pruner = _parse_component(top / "pruner", data.get("pruner"), PRUNERS, "none")
     n_trials = _int(top / "n_trials", data["n_trials"]) if data.get("n_trials") is not None else None
@@ -697,41 +780,26 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
             raise (top / "fairness").error(
                 f"same_budget needs the same number of learning rates per optimizer, got {desc} "
                 "(accepted: equal lr lists, or fairness same_lr)")
+    return sampler, pruner, n_trials
 
-    heartbeat = Heartbeat()
-    if "heartbeat" in data:
-        hb = _mapping(top / "heartbeat", data["heartbeat"], HEARTBEAT_KEYS)
-        values = {**DEFAULT_HEARTBEAT, **hb}
-        heartbeat = Heartbeat(
-            interval=_int(top / "heartbeat" / "interval", values["interval"]),
-            grace_period=_int(top / "heartbeat" / "grace_period", values["grace_period"]),
-            max_retry=_int(top / "heartbeat" / "max_retry", values["max_retry"], minimum=0),
-        )
-        least = max(MIN_GRACE_PERIOD_S, 3 * heartbeat.interval)
-        if heartbeat.grace_period < least:
-            raise (top / "heartbeat" / "grace_period").error(
-                f"{heartbeat.grace_period} is too short for interval {heartbeat.interval}: a live worker on "
-                f"a loaded machine would be taken for dead (accepted: >= {MIN_GRACE_PERIOD_S} s and >= 3 "
-                f"intervals, here >= {least})"
-            )
-    storage = _check_storage_url(top / "storage", data["storage"]) if data.get("storage") else None
-    parallel_runs = (_int(top / "parallel_runs", data["parallel_runs"])
-                     if data.get("parallel_runs") is not None else None)
-    save_model = data.get("save_model", False)
-    if not isinstance(save_model, bool):
-        raise (top / "save_model").error(f"{save_model!r} is not accepted (accepted: true or false)")
-    claim = _parse_claim(top / "claim", data["claim"]) if data.get("claim") is not None else ()
-    description = str(data.get("description") or "").strip()
 
-    spec = StudySpec(
-        name=name, path=path, description=description, claim=claim, algorithm=algorithm, tasks=tasks,
-        suite=suite, seeds=seeds, timesteps=timesteps, evaluation=evaluation, n_envs=n_envs, device=device,
-        overrides=overrides, arms=arms, objective=objective, sampler=sampler, pruner=pruner,
-        n_trials=n_trials, fairness=fairness, storage=storage, heartbeat=heartbeat,
-        parallel_runs=parallel_runs, save_model=save_model, data=dict(data),
+def _parse_heartbeat(where: Where, value: Any) -> Heartbeat:
+    """``heartbeat:``, its grace period long enough that a live worker is not taken for dead."""
+    hb = _mapping(where, value, HEARTBEAT_KEYS)
+    values = {**DEFAULT_HEARTBEAT, **hb}
+    heartbeat = Heartbeat(
+        interval=_int(where / "interval", values["interval"]),
+        grace_period=_int(where / "grace_period", values["grace_period"]),
+        max_retry=_int(where / "max_retry", values["max_retry"], minimum=0),
     )
-    _check_claim_arms(top / "claim", spec)
-    return spec
+    least = max(MIN_GRACE_PERIOD_S, 3 * heartbeat.interval)
+    if heartbeat.grace_period < least:
+        raise (where / "grace_period").error(
+            f"{heartbeat.grace_period} is too short for interval {heartbeat.interval}: a live worker on "
+            f"a loaded machine would be taken for dead (accepted: >= {MIN_GRACE_PERIOD_S} s and >= 3 "
+            f"intervals, here >= {least})"
+        )
+    return heartbeat
 
 
 def _check_claim_arms(where: Where, spec: StudySpec) -> None:
