@@ -41,7 +41,8 @@ BEFORE_EVALUATIONS, BEFORE_EPISODES = 20, 5
 
 def child(args: argparse.Namespace) -> None:
     from rlopt.config.agents import parse_set
-    from rlopt.run.train import TrainConfig, run_training
+    from rlopt.run.config import TrainConfig
+    from rlopt.run.train import run_training
 
     before = args.schedule == "before"
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:
@@ -81,7 +82,7 @@ def measure(args: argparse.Namespace, schedule: str) -> dict[str, object]:
 
 def evaluations_at(schedule: str, timesteps: int) -> tuple[int, int]:
     """(evaluations, episodes each) of ``schedule`` for a budget of ``timesteps`` (no rollout overshoot)."""
-    from rlopt.run.train import DEFAULT_EVAL_EPISODES, DEFAULT_EVALUATIONS, EVAL_MIN_FREQ
+    from rlopt.run.config import DEFAULT_EVAL_EPISODES, DEFAULT_EVALUATIONS, EVAL_MIN_FREQ
 
     if schedule == "before":
         freq, episodes = max(1, timesteps // BEFORE_EVALUATIONS), BEFORE_EPISODES

@@ -34,7 +34,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from rlopt.config.agents import parse_set
-    from rlopt.run.train import TrainConfig, run_training
+    from rlopt.run.config import TrainConfig
+    from rlopt.run.train import run_training
 
     threads = torch.get_num_threads() if args.threads == "default" else int(args.threads)
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:

@@ -92,7 +92,8 @@ def _switches(items: list[str]) -> dict[str, bool]:
 def run_rlopt(args: argparse.Namespace, out: Path) -> float:
     """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
     from rlopt.config.agents import parse_set
-    from rlopt.run.train import TrainConfig, run_training
+    from rlopt.run.config import TrainConfig
+    from rlopt.run.train import run_training
 
     name, *switches = args.optimizer.split("+")
     summary = run_training(TrainConfig(
@@ -165,7 +166,7 @@ def main() -> None:
     if args.eval_freq is None:
         args.eval_freq = _eval_schedule(args.timesteps, args.evaluations)
     if args.threads is None:
-        from rlopt.run.train import DEFAULT_THREADS
+        from rlopt.run.config import DEFAULT_THREADS
 
         args.threads = DEFAULT_THREADS
     if args.child:

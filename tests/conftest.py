@@ -29,7 +29,7 @@ def tiny_agent() -> dict[str, dict[str, Any]]:
 def tiny_config(tmp_path: Path) -> Callable[..., Any]:
     """``tiny_config(algo, optimizer, **fields)``: a ``TrainConfig`` of a few hundred steps on
     InvertedPendulum-v5 with 16-unit networks, its run folder under ``tmp_path``."""
-    from rlopt.run.train import TrainConfig
+    from rlopt.run.config import TrainConfig
 
     def make(algo: str = "ppo", optimizer: str = "adam", **fields: Any) -> TrainConfig:
         overrides = {**TINY_AGENT[algo], **fields.pop("overrides", {})}

@@ -20,8 +20,9 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from rlopt.run.config import TrainConfig
 from rlopt.run.tensorboard import EVENTS_GLOB
-from rlopt.run.train import TrainConfig, run_training
+from rlopt.run.train import run_training
 from rlopt.study.plan import RunKey, trial_folder
 from rlopt.study.space import Setting
 

@@ -12,7 +12,7 @@ import pytest
 
 from rlopt.cli.main import build_parser
 from rlopt.cli.train import config_from_args
-from rlopt.run.train import TrainConfig
+from rlopt.run.config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -71,7 +71,8 @@ def test_estimate_counts_evaluation_in_rate_and_time_left() -> None:
 
 
 def test_run_json_records_the_default_evaluation_schedule_and_threads(tiny_config) -> None:
-    from rlopt.run.train import DEFAULT_EVAL_EPISODES, EVAL_MIN_FREQ, run_training
+    from rlopt.run.config import DEFAULT_EVAL_EPISODES, EVAL_MIN_FREQ
+    from rlopt.run.train import run_training
 
     summary = run_training(tiny_config("ppo", "adam", eval_freq=None, eval_episodes=None))
     config = json.loads((summary.run_dir / "config.json").read_text())

@@ -17,8 +17,9 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from rlopt.cli.main import main
 from rlopt.optim._compiled import MIN_NUMEL, compiled
+from rlopt.run.config import TrainConfig
 from rlopt.run.evaluation import EVAL_CSV_COLUMNS, EvalPoint
-from rlopt.run.train import TrainConfig, run_training
+from rlopt.run.train import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -278,7 +279,7 @@ def test_fused_auto_compiles_only_past_the_break_even_and_is_recorded(tiny_confi
     """ADOPT/Adan/AdaBelief/AdamSSM default to fused="auto": the compiled kernel when the run's expected
     gradient steps reach FUSED_BREAK_EVEN, the eager rule below; an explicit fused=... is kept."""
     from rlopt.optim._compiled import FUSED_BREAK_EVEN
-    from rlopt.run.train import expected_gradient_steps
+    from rlopt.run.config import expected_gradient_steps
 
     long_sac = TrainConfig(algo="sac", env="HalfCheetah-v5", optimizer="adopt", timesteps=100_000).validate()
     assert long_sac.optimizer.extra["fused"] is True

@@ -120,7 +120,7 @@ def register(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     from rlopt.config.agents import parse_set
-    from rlopt.run.train import TrainConfig
+    from rlopt.run.config import TrainConfig
 
     return TrainConfig(
         algo=args.algo,

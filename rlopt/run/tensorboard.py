@@ -8,7 +8,7 @@ event files lie directly in the run folder, so the name is the run folder's path
 folders written before 2026-12-02 hold their events in ``tb/`` (every run name then ended in
 ``/tb``); :func:`events_dir` finds either.
 
-**HParams.** Each run writes its hyperparameters (:meth:`rlopt.run.train.TrainPlan.hparams`) as an
+**HParams.** Each run writes its hyperparameters (:meth:`rlopt.run.config.TrainPlan.hparams`) as an
 experiment and a session-start summary when it starts, and a session-end summary with its outcome when
 it ends: ``Success`` for ``ok``, ``Failure`` for ``diverged``, ``pruned``, ``stopped`` and ``failed``;
 a run still training, or killed, shows ``Unknown``. The dashboard takes its columns from one run's
