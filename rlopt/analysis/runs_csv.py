@@ -80,27 +80,7 @@ def read_runs_csv(path: str | Path) -> list[RunRecord]:
         runs: dict[tuple[str, int, str], dict[str, Any]] = {}
         for line, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-            for column in ("task", "seed", "optimizer"):
-                if not row[column]:
-                    raise ConfigError(f"{path}:{line}: column {column!r} is empty")
-            seed = _number(row["seed"], "seed", line, path)
-            if not seed.is_integer():
-                raise ConfigError(f"{path}:{line}: column 'seed' must be an integer, got {row['seed']!r}")
-            params: dict[str, Any] = {}
-            betas = []
-            for key in ("beta1", "beta2", "beta3"):
-                if row.get(key):
-                    betas.append(_number(row[key], key, line, path))
-            if betas:
-                params["betas"] = tuple(betas)
-            for key in _NUMERIC_PARAMS:
-                if row.get(key):
-                    params[key] = _number(row[key], key, line, path)
-            if row.get("scaling_rule"):
-                params["scaling_rule"] = row["scaling_rule"]
-            named = {**params, **dict(zip(("beta1", "beta2", "beta3"), betas, strict=False))}
-            setting = row.get("label") or _label(row["optimizer"], named)
-            cell = (row["task"], int(seed), setting)
+            cell, params = _cell(row, line, path)
             run = runs.setdefault(
                 cell,
                 {"optimizer": row["optimizer"], "params": params, "steps": [], "returns": [], "per_run": {}},
@@ -110,57 +90,91 @@ def read_runs_csv(path: str | Path) -> list[RunRecord]:
                     raise ConfigError(f"{path}:{line}: column 'step' is empty where 'return' is not")
                 run["steps"].append(_number(row["step"], "step", line, path))
                 run["returns"].append(_number(row["return"], "return", line, path))
-            for column in PER_RUN:
-                value = row.get(column)
-                if not value:
-                    continue
-                if column == "status":
-                    if value not in ("ok", "diverged"):
-                        raise ConfigError(
-                            f"{path}:{line}: column 'status' must be ok or diverged, got {value!r}"
-                        )
-                    parsed: Any = value
-                else:
-                    parsed = _number(value, column, line, path)
-                seen = run["per_run"].setdefault(column, parsed)
-                if seen != parsed:
-                    raise ConfigError(
-                        f"{path}:{line}: column {column!r} is {value!r} here but {seen!r} earlier in "
-                        f"the same run (task {cell[0]}, seed {cell[1]}, {cell[2]})"
-                    )
+            _add_per_run(run["per_run"], row, line, path, cell)
     settings = sorted({k[2] for k in runs})
-    out = []
-    for (task, seed, setting), run in sorted(runs.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
-        order = np.argsort(run["steps"], kind="stable")
-        steps = np.asarray(run["steps"], dtype=float)[order]
-        returns = np.asarray(run["returns"], dtype=float)[order]
-        per_run = run["per_run"]
-        finite = returns[np.isfinite(returns)]
-        metrics: dict[str, Any] = {
-            "status": per_run.get("status", "ok"),
-            "final_return": float(returns[-1]) if returns.size else None,
-            "auc": float(np.mean(returns)) if returns.size else None,
-        }
-        if not finite.size:
-            metrics["final_return"] = metrics["auc"] = None
-        if any(c in per_run for c in STABILITY_COUNTS):
-            metrics["stability"] = {c: per_run.get(c) for c in STABILITY_COUNTS}
-        out.append(
-            RunRecord(
-                study=path.stem,
-                trial=settings.index(setting),
-                trial_state="COMPLETE",
-                optimizer=run["optimizer"],
-                setting=setting,
-                params=run["params"],
-                task=task,
-                seed=seed,
-                timesteps=steps,
-                returns=returns,
-                metrics=metrics,
+    ordered = sorted(runs.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1]))
+    return [_record(path, cell, run, trial=settings.index(cell[2])) for cell, run in ordered]
+
+
+def _cell(row: Mapping[str, str], line: int, path: Path) -> tuple[tuple[str, int, str], dict[str, Any]]:
+    """The run a row belongs to, ``(task, seed, setting)``, and the setting's optimizer parameters."""
+    for column in ("task", "seed", "optimizer"):
+        if not row[column]:
+            raise ConfigError(f"{path}:{line}: column {column!r} is empty")
+    seed = _number(row["seed"], "seed", line, path)
+    if not seed.is_integer():
+        raise ConfigError(f"{path}:{line}: column 'seed' must be an integer, got {row['seed']!r}")
+    params: dict[str, Any] = {}
+    betas = []
+    for key in ("beta1", "beta2", "beta3"):
+        if row.get(key):
+            betas.append(_number(row[key], key, line, path))
+    if betas:
+        params["betas"] = tuple(betas)
+    for key in _NUMERIC_PARAMS:
+        if row.get(key):
+            params[key] = _number(row[key], key, line, path)
+    if row.get("scaling_rule"):
+        params["scaling_rule"] = row["scaling_rule"]
+    named = {**params, **dict(zip(("beta1", "beta2", "beta3"), betas, strict=False))}
+    setting = row.get("label") or _label(row["optimizer"], named)
+    return (row["task"], int(seed), setting), params
+
+
+def _add_per_run(
+    per_run: dict[str, Any], row: Mapping[str, str], line: int, path: Path, cell: tuple[str, int, str],
+) -> None:
+    """Record a row's per-run values (stability counts, status) in ``per_run``, which they must match."""
+    for column in PER_RUN:
+        value = row.get(column)
+        if not value:
+            continue
+        if column == "status":
+            if value not in ("ok", "diverged"):
+                raise ConfigError(
+                    f"{path}:{line}: column 'status' must be ok or diverged, got {value!r}"
+                )
+            parsed: Any = value
+        else:
+            parsed = _number(value, column, line, path)
+        seen = per_run.setdefault(column, parsed)
+        if seen != parsed:
+            raise ConfigError(
+                f"{path}:{line}: column {column!r} is {value!r} here but {seen!r} earlier in "
+                f"the same run (task {cell[0]}, seed {cell[1]}, {cell[2]})"
             )
-        )
-    return out
+
+
+def _record(path: Path, cell: tuple[str, int, str], run: Mapping[str, Any], trial: int) -> RunRecord:
+    """One run of the CSV as a record of a complete trial, its evaluations in step order."""
+    task, seed, setting = cell
+    order = np.argsort(run["steps"], kind="stable")
+    steps = np.asarray(run["steps"], dtype=float)[order]
+    returns = np.asarray(run["returns"], dtype=float)[order]
+    per_run = run["per_run"]
+    finite = returns[np.isfinite(returns)]
+    metrics: dict[str, Any] = {
+        "status": per_run.get("status", "ok"),
+        "final_return": float(returns[-1]) if returns.size else None,
+        "auc": float(np.mean(returns)) if returns.size else None,
+    }
+    if not finite.size:
+        metrics["final_return"] = metrics["auc"] = None
+    if any(c in per_run for c in STABILITY_COUNTS):
+        metrics["stability"] = {c: per_run.get(c) for c in STABILITY_COUNTS}
+    return RunRecord(
+        study=path.stem,
+        trial=trial,
+        trial_state="COMPLETE",
+        optimizer=run["optimizer"],
+        setting=setting,
+        params=run["params"],
+        task=task,
+        seed=seed,
+        timesteps=steps,
+        returns=returns,
+        metrics=metrics,
+    )
 
 
 def _format(value: Any) -> str:

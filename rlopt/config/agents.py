@@ -298,6 +298,31 @@ def resolve_agent(
         ConfigError: naming the bad key or value and what is accepted.
     """
     algo = check_algo(algo)
+    entry = _entry(algo, task, overrides, lr)
+    kwargs = _sb3_kwargs(algo, entry, lr)
+    policy = entry.get("policy", "MlpPolicy")
+    if policy != "MlpPolicy":
+        raise ConfigError(f"Unsupported policy {policy!r} (accepted: MlpPolicy)")
+    n_envs = entry.get("n_envs", 1)
+    n_timesteps = entry.get("n_timesteps", _SB3_DEFAULT_TIMESTEPS)
+    for name, value in (("n_envs", n_envs), ("n_timesteps", n_timesteps)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"Invalid {name}: {value!r} in {agent_file(algo)} (accepted: an integer >= 1)")
+    return AgentHparams(
+        algo=algo,
+        task=task,
+        source=entry["source"],
+        n_envs=int(n_envs),
+        n_timesteps=int(n_timesteps),
+        normalize=_check_normalize(entry.get("normalize")),
+        kwargs=kwargs,
+    )
+
+
+def _entry(algo: str, task: str, overrides: Mapping[str, Any] | None, lr: float | None) -> dict[str, Any]:
+    """The agent file's entry of ``task`` (or SB3's defaults) with ``overrides`` merged in."""
     tasks = _load_agent_file(agent_file(algo))
     if task in tasks:
         entry = copy.deepcopy(tasks[task])
@@ -313,8 +338,12 @@ def resolve_agent(
             raise ConfigError(f"--set {key} is not accepted (use {hint})")
     if lr is not None and "learning_rate" in overrides:
         raise ConfigError("Give the learning rate once: --lr or --set learning_rate, not both")
-    entry = merge(entry, overrides)
+    return merge(entry, overrides)
 
+
+def _sb3_kwargs(algo: str, entry: Mapping[str, Any], lr: float | None) -> dict[str, Any]:
+    """The SB3 constructor arguments of an entry, each name and type checked; ``lr`` replaces the
+    initial learning rate and keeps the schedule's shape."""
     defaults = sb3_defaults(algo)
     accepted = sorted(set(defaults) | OWN_KEYS - {"source"})
     kwargs: dict[str, Any] = {}
@@ -338,26 +367,7 @@ def resolve_agent(
     if lr is not None:
         initial = lr
     kwargs["learning_rate"] = format_schedule(kind, initial)
-
-    policy = entry.get("policy", "MlpPolicy")
-    if policy != "MlpPolicy":
-        raise ConfigError(f"Unsupported policy {policy!r} (accepted: MlpPolicy)")
-    n_envs = entry.get("n_envs", 1)
-    n_timesteps = entry.get("n_timesteps", _SB3_DEFAULT_TIMESTEPS)
-    for name, value in (("n_envs", n_envs), ("n_timesteps", n_timesteps)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"Invalid {name}: {value!r} in {agent_file(algo)} (accepted: an integer >= 1)")
-    return AgentHparams(
-        algo=algo,
-        task=task,
-        source=entry["source"],
-        n_envs=int(n_envs),
-        n_timesteps=int(n_timesteps),
-        normalize=_check_normalize(entry.get("normalize")),
-        kwargs=kwargs,
-    )
+    return kwargs
 
 
 def initial_learning_rate(hparams: AgentHparams) -> float:

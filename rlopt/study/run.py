@@ -238,6 +238,21 @@ def run_study(
     log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s",
              spec.name, location.study_dir, redact(location.url), workers, parallel,
              ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms))
+    failed = _run_workers(spec, location, workers, parallel)
+    outcome = study_outcome(spec, location.url)
+    if failed and outcome.complete:
+        log.warning("%s exited early, but the other workers finished every trial", ", ".join(failed))
+    elif failed:
+        log.error("%s exited with an error (see the log above)", ", ".join(failed))
+    return location, outcome
+
+
+def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> list[str]:
+    """Run ``workers`` workers until they end, worker 0 in this process; the names of those that failed.
+
+    Raises:
+        Exception: worker 0's error when it is the only worker.
+    """
     # Worker 0 runs in this process, which has imported everything already; the others start
     # beside it (spawning one costs seconds of imports, which a study of short trials notices).
     invocation = uuid.uuid4().hex
@@ -279,10 +294,4 @@ def run_study(
         raise
     if own_error is not None and not processes:
         raise own_error
-    failed = [p.name for p in processes if p.exitcode != 0] + (["worker-0"] if own_error else [])
-    outcome = study_outcome(spec, location.url)
-    if failed and outcome.complete:
-        log.warning("%s exited early, but the other workers finished every trial", ", ".join(failed))
-    elif failed:
-        log.error("%s exited with an error (see the log above)", ", ".join(failed))
-    return location, outcome
+    return [p.name for p in processes if p.exitcode != 0] + (["worker-0"] if own_error else [])

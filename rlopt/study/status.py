@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class OpenedStudy:
     """A study's folder, storage and one Optuna study per arm.
 
     Attributes:
+        arms: The Optuna study of each optimizer entry (:class:`rlopt.config.study.Arm`), by its label.
         grace_period: Seconds without a heartbeat after which a RUNNING trial is stale (the study file's
             ``heartbeat.grace_period``).
         heartbeat_ages: Seconds since each trial's last heartbeat, by storage trial id, as the database
@@ -196,7 +198,6 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     where some trial has that outcome.
     """
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
     trials = opened.trials()
@@ -213,6 +214,18 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     others = "".join(f", {o} {totals[o]}" for o in OUTCOMES[1:] if totals[o])
     console.print(f"trials per arm: {', '.join(f'{k}: {v}' for k, v in targets.items())}; "
                   f"finished {finished}{others}")
+    _print_progress(console, opened, trials, totals)
+    _print_best(console, trials, str(attrs.get("objective", "objective")), top)
+    _print_stale(console, opened, trials)
+    _print_failures(console, trials)
+    return dict(totals)
+
+
+def _print_progress(
+    console: Any, opened: OpenedStudy, trials: Sequence[tuple[str, FrozenTrial]], totals: Counter[str],
+) -> None:
+    """Outcome counts and best value per (arm, setting); a column per outcome that some trial has."""
+    from rich.table import Table
 
     per_setting: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     best: dict[tuple[str, str], float] = {}
@@ -230,41 +243,56 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
                       _fmt(best.get((label, setting))))
     console.print(table)
 
+
+def _print_best(console: Any, trials: Sequence[tuple[str, FrozenTrial]], objective: str, top: int) -> None:
+    """The ``top`` complete trials by value, with their hyperparameters."""
+    from rich.table import Table
+
     done = sorted((t for _, t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: float(t.value or 0.0), reverse=True)
-    if done:
-        table = Table(title=f"Best trials ({attrs.get('objective', 'objective')})")
-        for column in ("arm", "trial", "setting", "value", "lr", "betas", "eps", "weight_decay"):
-            table.add_column(column)
-        for t in done[:top]:
-            a = t.user_attrs
-            table.add_row(str(a.get("arm")), str(t.number), str(a.get("setting")), _fmt(t.value),
-                          _fmt(a.get("lr")), _fmt(a.get("betas")), _fmt(a.get("eps")),
-                          _fmt(a.get("weight_decay")))
-        console.print(table)
+    if not done:
+        return
+    table = Table(title=f"Best trials ({objective})")
+    for column in ("arm", "trial", "setting", "value", "lr", "betas", "eps", "weight_decay"):
+        table.add_column(column)
+    for t in done[:top]:
+        a = t.user_attrs
+        table.add_row(str(a.get("arm")), str(t.number), str(a.get("setting")), _fmt(t.value),
+                      _fmt(a.get("lr")), _fmt(a.get("betas")), _fmt(a.get("eps")),
+                      _fmt(a.get("weight_decay")))
+    console.print(table)
+
+
+def _print_stale(console: Any, opened: OpenedStudy, trials: Sequence[tuple[str, FrozenTrial]]) -> None:
+    """RUNNING trials whose heartbeat is older than the grace period (their worker is gone)."""
+    from rich.table import Table
 
     stale = [(label, t, opened.stale_for(t)) for label, t in trials if opened.stale_for(t) is not None]
-    if stale:
-        table = Table(title="Stale trials (RUNNING in the storage, but no heartbeat within "
-                      f"the grace period of {opened.grace_period:g} s)")
-        for column in ("arm", "trial", "setting", "last heartbeat", "what happens"):
-            table.add_column(column, overflow="fold")
-        for label, t, age in stale:
-            table.add_row(label, str(t.number), str(t.user_attrs.get("setting", "-")),
-                          f"{_ago(age or 0.0)} ago",
-                          "its worker is gone (killed?); the next `rlopt study run` marks it failed and "
-                          "retries it")
-        console.print(table)
+    if not stale:
+        return
+    table = Table(title="Stale trials (RUNNING in the storage, but no heartbeat within "
+                  f"the grace period of {opened.grace_period:g} s)")
+    for column in ("arm", "trial", "setting", "last heartbeat", "what happens"):
+        table.add_column(column, overflow="fold")
+    for label, t, age in stale:
+        table.add_row(label, str(t.number), str(t.user_attrs.get("setting", "-")),
+                      f"{_ago(age or 0.0)} ago",
+                      "its worker is gone (killed?); the next `rlopt study run` marks it failed and "
+                      "retries it")
+    console.print(table)
+
+
+def _print_failures(console: Any, trials: Sequence[tuple[str, FrozenTrial]]) -> None:
+    """Failed and diverged trials with their reasons."""
+    from rich.table import Table
 
     failures = [(label, t) for label, t in trials if outcome(t) in ("failed", "diverged")]
-    if failures:
-        table = Table(title="Failures")
-        for column in ("arm", "trial", "setting", "outcome", "reason"):
-            table.add_column(column, overflow="fold")
-        for label, t in failures:
-            table.add_row(label, str(t.number), str(t.user_attrs.get("setting", "-")), outcome(t),
-                          failure_reason(t))
-        console.print(table)
-    return dict(totals)
-
-
+    if not failures:
+        return
+    table = Table(title="Failures")
+    for column in ("arm", "trial", "setting", "outcome", "reason"):
+        table.add_column(column, overflow="fold")
+    for label, t in failures:
+        table.add_row(label, str(t.number), str(t.user_attrs.get("setting", "-")), outcome(t),
+                      failure_reason(t))
+    console.print(table)
