@@ -415,3 +415,64 @@ def test_report_of_a_real_tiny_study(tmp_path: Path) -> None:
     assert "| **inconclusive at this budget** (128 steps per run; the paper's budget is unknown) |" in fewer
     assert (out / "curves_InvertedPendulum-v5.png").read_bytes().startswith(PNG_MAGIC)
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_poi_matrix_diagonal_is_a_grey_dash_not_a_white_cell(
+    beta2_report: tuple[Path, dict[str, Any]]
+) -> None:
+    from matplotlib.colors import to_rgba
+
+    from rlopt.analysis.plots import DIAGONAL_GREY
+
+    _, figures = beta2_report
+    heat = figures["poi_matrix.png"].axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.texts}
+    n = 2 * len(BETA2S)
+    assert all(cells[(i, i)] == "—" for i in range(n))
+    assert heat.images[0].cmap.get_bad() == pytest.approx(to_rgba(DIAGONAL_GREY))  # 0.50 is near white
+
+
+@pytest.fixture(scope="module")
+def one_setting_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Adam over three β2 values against ADOPT at its β2 0.9999 only: four settings."""
+    out = tmp_path_factory.mktemp("one-setting")
+    runs = [r for r in grid_study(beta1s=(0.9,), beta2s=(0.99, 0.999, 0.9999))
+            if r.optimizer == "adam" or r.params["betas"][1] == 0.9999]
+    return out, report_figures(runs, out)
+
+
+def test_an_optimizer_at_one_setting_is_a_diamond_on_the_beta_sweep_of_the_others(
+    one_setting_report: tuple[Path, dict[str, Any]]
+) -> None:
+    tmp_path, figures = one_setting_report
+    final, auc = figures["beta2_sweep.png"].axes
+    for ax in (final, auc):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["adam", "adopt (one setting)"]
+        adam, adopt = (bars.lines[0] for bars in ax.containers)
+        assert len(adam.get_xdata()) == 3 and adam.get_linestyle() == "-"
+        assert len(adopt.get_xdata()) == 1 and adopt.get_marker() == "D" and adopt.get_linestyle() == "None"
+        assert adopt.get_xdata()[0] == pytest.approx(1 - 0.9999, rel=0.5)  # at its own β2 (nudged aside)
+        # ADOPT learns twice as fast in grid_study: its point lies above Adam's at the same β2
+        assert adopt.get_ydata()[0] > adam.get_ydata()[-1]
+    md = (tmp_path / "report.md").read_text()
+    assert ('an optimizer run at one setting only is a single point at its own β2, marked "(one setting)"'
+            in md)
+
+
+def test_four_settings_share_a_panel_with_faint_outlined_bands_and_the_aggregate_uses_their_colours(
+    one_setting_report: tuple[Path, dict[str, Any]]
+) -> None:
+    from rlopt.analysis.plots import SHARED_BAND_ALPHA
+
+    _, figures = one_setting_report
+    settings = [*(f"adam b1=0.9 b2={b}" for b in ("0.99", "0.999", "0.9999")), "adopt b1=0.9 b2=0.9999"]
+    (panel,) = figures["sample_efficiency.png"].axes
+    legend = panel.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == settings  # the band edges are not in the legend
+    assert len(panel.get_lines()) == 3 * len(settings)  # each curve and its band's two dashed edges
+    assert [band.get_alpha() for band in panel.collections] == [SHARED_BAND_ALPHA] * len(settings)
+    curve_colours = {t.get_text(): line.get_color() for t, line in zip(legend.get_texts(), legend.get_lines(),
+                                                                         strict=True)}
+    (aggregate,) = figures["aggregate_iqm.png"].axes
+    for tick in aggregate.get_yticklabels():
+        assert tick.get_color() == curve_colours[tick.get_text()], tick.get_text()

@@ -95,3 +95,27 @@ def test_a_grid_study_gets_one_objective_by_setting_chart_instead_of_histories(
     assert "plot skipped: optimisation histories: a grid study tries each setting once" in out
     image = imread(tmp_path / "plots" / "objective_by_setting.png")
     assert image.shape[0] > 150  # four settings, one row each
+
+
+def test_intermediate_values_are_labelled_with_steps_and_the_objective_and_each_trial_has_its_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.colors import to_hex
+
+    saved: dict[str, object] = {}
+    save = study_plots.atomic.save_figure
+
+    def recording(figure, path, **kwargs):  # type: ignore[no-untyped-def]
+        saved[Path(path).name] = figure
+        return save(figure, path, **kwargs)
+
+    monkeypatch.setattr(study_plots.atomic, "save_figure", recording)
+    arm = _searched_arm(4)
+    arm.set_user_attr("objective", "iqm of final_return")
+    write_plots(OpenedStudy("plots", tmp_path, "sqlite://", {"adam": arm}))
+    ax = saved["adam_intermediate.png"].axes[0]  # type: ignore[attr-defined]
+    assert ax.get_title() == "adam: intermediate values (the objective at each evaluation)"
+    assert ax.get_xlabel() == "environment steps" and ax.get_ylabel() == "iqm of final_return so far"
+    lines = [to_hex(line.get_color()) for line in ax.get_lines()]
+    keys = [to_hex(line.get_color()) for line in ax.get_legend().get_lines()]
+    assert len(set(lines)) == 4 and keys == lines  # distinct colours (not tab20's light/dark pairs)

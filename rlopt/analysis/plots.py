@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -48,10 +49,19 @@ MAX_COLUMNS = 4
 """Panels per row of a small-multiples curve figure."""
 
 
-def _band(ax: Axes, band: Band, label: str, colour: tuple[float, ...]) -> None:
+SHARED_BAND_ALPHA = 0.08
+"""Opacity of each band when more than two share a panel: their overlap stays light; edges outline each."""
+
+
+def _band(ax: Axes, band: Band, label: str, colour: tuple[float, ...], shared: bool = False) -> None:
+    """The curve and its band; ``shared`` (3+ bands in one panel): a fainter fill outlined by thin dashes."""
     ax.plot(band.x, band.estimate, label=label, color=colour, lw=1.7, zorder=3)
     if np.all(np.isfinite(band.low)) and np.all(np.isfinite(band.high)):
-        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=BAND_ALPHA, lw=0, zorder=2)
+        alpha = SHARED_BAND_ALPHA if shared else BAND_ALPHA
+        ax.fill_between(band.x, band.low, band.high, color=colour, alpha=alpha, lw=0, zorder=2)
+        if shared:
+            for edge in (band.low, band.high):
+                ax.plot(band.x, edge, color=colour, lw=0.7, ls=(0, (3, 2)), alpha=0.7, zorder=2)
 
 
 def panel_rows(
@@ -95,10 +105,10 @@ def curves(
         fig = Figure(figsize=(7.0, 4.2))
         ax = fig.add_subplot()
         for label in labels:
-            _band(ax, bands[label], label, palette[label])
+            _band(ax, bands[label], label, palette[label], shared=len(labels) > 2)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=8, loc="best")
         return _save(fig, path)
     rows = panel_rows(labels, groups)
     cols = max(len(members) for _, members in rows)
@@ -128,8 +138,18 @@ def curves(
     return _save(fig, path)
 
 
-def aggregate(intervals: Mapping[str, Interval], path: Path, *, title: str, xlabel: str) -> Path:
-    """Point estimates with horizontal interval bars, one row per arm (best at the top)."""
+def aggregate(
+    intervals: Mapping[str, Interval],
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    palette: Mapping[str, tuple[float, ...]] | None = None,
+) -> Path:
+    """Point estimates with horizontal interval bars, one row per arm (best at the top).
+
+    ``palette`` colours each arm's point, bar and tick label as in the curve figures (default: all blue).
+    """
     labels = list(intervals)
     fig = Figure(figsize=(7.0, 0.8 + 0.32 * len(labels)))
     ax = fig.add_subplot()
@@ -140,11 +160,20 @@ def aggregate(intervals: Mapping[str, Interval], path: Path, *, title: str, xlab
     err = np.vstack(
         [np.where(np.isfinite(low), est - low, 0.0), np.where(np.isfinite(high), high - est, 0.0)]
     )
-    ax.errorbar(est, y, xerr=err, fmt="o", color="tab:blue", ecolor="tab:blue", capsize=3)
+    for k, label in enumerate(labels):
+        colour = palette[label] if palette and label in palette else "tab:blue"
+        ax.errorbar(est[k], y[k], xerr=err[:, k : k + 1], fmt="o", color=colour, ecolor=colour, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
+    if palette:
+        for tick, label in zip(ax.get_yticklabels(), labels, strict=True):
+            tick.set_color(palette.get(label, "black"))
     ax.set(title=title, xlabel=xlabel)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+DIAGONAL_GREY = "0.88"
+"""Fill of the POI matrix's diagonal and of pairs with no common task (no value)."""
 
 
 def poi_matrix(
@@ -160,19 +189,22 @@ def poi_matrix(
     that a run of the row's setting beats a run of the column's (0.5: neither is better).
     """
     n = len(labels)
-    size = 1.6 + 0.55 * n
-    fig = Figure(figsize=(size + 1.2, size))
+    size = 2.2 + 0.7 * n
+    fig = Figure(figsize=(size + 1.4, size))
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu", vmin=0.0, vmax=1.0)
+    cmap = colormaps["RdBu"].with_extremes(bad=DIAGONAL_GREY)
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
     for i in range(n):
         for j in range(n):
-            if i != j and math.isfinite(matrix[i, j]):
+            if i == j:  # a setting against itself: grey with a dash, unlike a 0.50 cell (near white)
+                ax.text(j, i, "—", ha="center", va="center", fontsize=9, color="0.45")
+            elif math.isfinite(matrix[i, j]):
                 value = matrix[i, j]
                 shade = "white" if abs(value - 0.5) > 0.35 else "black"
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
-    ax.set_title(title, fontsize=11)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9, color=shade)
+    ax.set_title(title, fontsize=11, pad=10)
     ax.set_xlabel("baseline (column)")
     ax.set_ylabel("candidate (row)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(row setting > column setting)")
@@ -240,7 +272,7 @@ def beta_sweeps(
     The x axis is ``1 − β`` on a log scale, reversed, so β grows to the right in even steps for a grid
     such as 0.9, 0.99, 0.999, 0.9999 (ticks are labelled with β itself). The optimizers' points are
     nudged apart sideways so their bars do not hide each other. ``panels`` maps a y-axis label (the
-    metric) to its sweeps.
+    metric) to its sweeps; a sweep of a single β (an optimizer run at one setting) is a diamond.
     """
     labels = sorted({s.label for sweeps in panels.values() for s in sweeps})
     palette = colours(labels)
@@ -259,8 +291,9 @@ def beta_sweeps(
             err = np.vstack(
                 [np.where(np.isfinite(low), est - low, 0.0), np.where(np.isfinite(high), high - est, 0.0)]
             )
-            ax.errorbar(x, est, yerr=err, fmt="o-", color=palette[sweep.label], capsize=3, lw=1.6,
-                        label=sweep.label)
+            single = len(set(sweep.betas)) == 1  # an optimizer at one setting: a diamond, no line
+            ax.errorbar(x, est, yerr=err, fmt="D" if single else "o-", color=palette[sweep.label],
+                        capsize=3, lw=1.6, ms=7 if single else 6, label=sweep.label)
         ax.set_xscale("log")
         ticks = [1.0 - b for b in betas if b < 1.0]
         ax.set_xticks(ticks, [f"{b:g}" for b in betas if b < 1.0])

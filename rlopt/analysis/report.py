@@ -307,6 +307,7 @@ def _aggregate(
             w.out_dir / "aggregate_iqm.png",
             title="Aggregate IQM of the normalised final return",
             xlabel=f"IQM normalised final return ({next(iter(finals.values())).confidence:.0%} CI)",
+            palette=plots.colours(list(arms)),  # the curve figures' colours (write_report's palette)
         )
         w.figure(
             path,
@@ -491,12 +492,16 @@ def _beta_grid(
     """β heat maps (two betas varied) and score-against-β lines (one beta varied), per optimizer."""
     panels = []
     sweeps: dict[int, list[tuple[str, list[float], list[RunLike]]]] = {}
+    fixed: list[tuple[str, tuple[float, ...], list[RunLike]]] = []  # optimizers run at one set of betas
     for optimizer in sorted({r.optimizer for r in usable}):
         runs = [r for r in usable if r.optimizer == optimizer and record_value(r, "betas") is not None]
         betas = [tuple(record_value(r, "betas")) for r in runs]
         if not betas or len({len(b) for b in betas}) != 1:
             continue
         varying = [i for i in range(len(betas[0])) if 1 < len({b[i] for b in betas}) <= MAX_GRID_VALUES]
+        if len(set(betas)) == 1:
+            fixed.append((optimizer, betas[0], runs))
+            continue
         if len(varying) == 1:
             sweeps.setdefault(varying[0], []).append(
                 (optimizer, [float(b[varying[0]]) for b in betas], runs)
@@ -525,6 +530,12 @@ def _beta_grid(
         )
     if not panels and not sweeps:
         return
+    for index, entries in sweeps.items():
+        # an optimizer run at one set of betas (e.g. at its defaults) is a single point on the sweep of
+        # the optimizers that vary this beta, when its betas are of the same kind (same count)
+        width = len(record_value(entries[0][2][0], "betas"))
+        entries += [(f"{optimizer} (one setting)", [float(b[index])] * len(runs), runs)
+                    for optimizer, b, runs in fixed if len(b) == width]
     w.add("## β grid")
     for index, entries in sorted(sweeps.items()):
         _beta_sweep(w, index, entries, normaliser, boot)
@@ -569,7 +580,10 @@ def _beta_sweep(
         path,
         f"IQM of the normalised final return and of the normalised area under the curve at each {name}, "
         f"a line per optimizer, with {confidence:.0%} stratified-bootstrap intervals (runs pooled over "
-        "tasks, seeds and any other setting that varies).",
+        "tasks, seeds and any other setting that varies)"
+        + ("; an optimizer run at one setting only is a single point at its own "
+           f"{name}, marked \"(one setting)\"" if any(len(set(v)) == 1 for _, v, _ in entries) else "")
+        + ".",
     )
 
 

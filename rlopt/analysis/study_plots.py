@@ -82,6 +82,26 @@ def _objective_by_setting(opened: OpenedStudy) -> Any:
     return fig
 
 
+def _label_intermediate(ax: Any, study: optuna.Study) -> None:
+    """Optuna's intermediate-values plot in the study's words: the axes say what was reported when
+    (``Step``/``Intermediate Value`` become environment steps and the objective so far), and each trial
+    gets a distinct colour (Optuna's tab20 pairs a dark and a light blue, then a dark and a light orange)."""
+    from matplotlib.colors import to_hex
+
+    from rlopt.analysis.plots import colours
+
+    ax.set_title("intermediate values (the objective at each evaluation)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"{study.user_attrs.get('objective', 'objective value')} so far")
+    lines = [line for line in ax.get_lines() if to_hex(line.get_color()) != "#cccccc"]  # grey: infeasible
+    palette = colours([str(k) for k in range(len(lines))])
+    for k, line in enumerate(lines):
+        line.set_color(palette[str(k)])
+        line.set_alpha(0.9)
+    if ax.get_legend() is not None:  # rebuilt, so its keys take the new colours; Optuna's placement
+        ax.legend(bbox_to_anchor=(1.05, 1), loc="upper left", borderaxespad=0.0)
+
+
 def _name_trials(ax: Any, study: optuna.Study) -> None:
     """Legend entries ``Trial3`` (Optuna's) become ``3: adam b2=0.99`` (the trial's setting)."""
     import re
@@ -131,6 +151,8 @@ def write_plots(opened: OpenedStudy, console: Any = None) -> list[Path]:
             figure = getattr(first, "figure", None)
             if figure is None:
                 continue
+            if name == "intermediate":
+                _label_intermediate(first, study)
             _name_trials(first, study)
             if hasattr(axes, "flat"):
                 figure.suptitle(f"{label}: {figure.get_suptitle() or name.replace('_', ' ')}")
