@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from rlopt.config.agents import AgentHparams, check_algo, initial_learning_rate, resolve_agent, sb3_defaults
 from rlopt.config.suites import check_task
@@ -29,6 +28,7 @@ from rlopt.optim._compiled import FUSED_BREAK_EVEN
 from rlopt.paths import check_folder_can_be_made
 from rlopt.run.agent import effective_extra, gradient_clipping
 from rlopt.run.diagnostics import StabilityThresholds
+from rlopt.run.flags import config_argv
 from rlopt.run.folder import jsonable
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -107,42 +107,8 @@ class TrainConfig:
         return _plan(self)
 
     def to_cli_args(self) -> list[str]:
-        """``rlopt train`` arguments that reproduce this config."""
-        args = [
-            "--algo",
-            self.algo,
-            "--env",
-            self.env,
-            "--optimizer",
-            self.optimizer,
-            "--seed",
-            str(self.seed),
-            "--device",
-            self.device,
-        ]
-        for flag, value in (
-            ("--lr", self.lr),
-            ("--eps", self.eps),
-            ("--weight-decay", self.weight_decay),
-            ("--timesteps", self.timesteps),
-            ("--n-envs", self.n_envs),
-            ("--threads", self.threads),
-            ("--eval-freq", self.eval_freq),
-            ("--eval-episodes", self.eval_episodes),
-        ):
-            if value is not None:
-                args += [flag, repr(value) if isinstance(value, float) else str(value)]
-        if self.betas is not None:
-            args += ["--betas", ",".join(repr(float(b)) for b in self.betas)]
-        for key, value in _flatten(self.overrides).items():
-            args += ["--set", f"{key}={_yaml_scalar(value)}"]
-        for key, value in _flatten(self.optimizer_extra).items():
-            args += ["--optimizer-arg", f"{key}={_yaml_scalar(value)}"]
-        if self.run_dir is not None:
-            args += ["--run-dir", str(self.run_dir)]
-        if self.save_model:
-            args.append("--save-model")
-        return args
+        """``rlopt train`` arguments that reproduce this config (:data:`rlopt.run.flags.TRAIN_FLAGS`)."""
+        return config_argv(self)
 
 
 @dataclass(frozen=True)
@@ -250,21 +216,6 @@ class TrainPlan:
                 out[f"opt_{key}"] = value
         return out
 
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def _yaml_scalar(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
 def _sb3_defaults_used(agent: AgentHparams) -> dict[str, Any]:
