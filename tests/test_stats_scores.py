@@ -168,3 +168,24 @@ def test_a_diverged_run_counts_as_at_least_one_nan_event() -> None:
     assert scores.stability_value(record("diverged", stability=noisy), "instabilities") == 3.0
     assert scores.stability_value(record("diverged", stability=quiet), "diverged") == 1.0
     assert scores.stability_value(record("ok", stability=quiet), "diverged") == 0.0
+
+
+def test_the_trial_objective_and_the_report_take_the_study_suites_references(tmp_path: Path) -> None:
+    from rlopt.config.study import parse_spec
+    from rlopt.study.objective import run_value
+
+    suite = tmp_path / "own.yaml"  # Hopper-v5 with references unlike those of the first suite listing it
+    suite.write_text(
+        "name: own\ntasks:\n  Hopper-v5: {timesteps: 1000, eval_freq: 500, eval_episodes: 1,"
+        " random_return: 0, random_source: made up, reference_return: 100, reference_source: made up}\n"
+    )
+    spec = parse_spec({"name": "s", "algorithm": "ppo", "suite": str(suite), "seeds": 1,
+                       "optimizers": [{"optimizer": "adam"}], "objective": "normalized_score"})
+    assert find_task("Hopper-v5").reference_return != 100
+    assert run_value(spec.objective, "Hopper-v5", [10.0, 50.0]) == pytest.approx(0.5)
+    norm = scores.normaliser_for([record()], suite=spec.data["suite"])
+    assert norm.bounds == {"Hopper-v5": (0.0, 100.0)} and "suite own" in norm.source
+    known = scores.normaliser_for([record()])
+    assert known.bounds["Hopper-v5"] == (find_task("Hopper-v5").random_return,
+                                         find_task("Hopper-v5").reference_return)
+    assert "min–max" in scores.normaliser_for([record(task="NoSuchTask-v0")], suite=str(suite)).source

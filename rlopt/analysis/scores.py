@@ -13,6 +13,7 @@ evaluation seen on that task in this study (:meth:`Normaliser.from_runs`), which
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -307,6 +308,42 @@ class Normaliser:
             raise ConfigError(f"no reference scores for task {task!r} (have: {have})")
         low, high = self.bounds[task]
         return stats.normalise(values, low, high)
+
+
+def normaliser_for(
+    records: Sequence[RunLike],
+    references: Mapping[str, tuple[float, float]] | None = None,
+    suite: str | Path | None = None,
+) -> Normaliser:
+    """The reference scores of a study's runs, the one choice that ``rlopt report`` and ``rlopt verdict``
+    make (and the trial objective, through :func:`rlopt.config.suites.reference_task`).
+
+    Each task of ``records`` takes its ``references`` (``{task: (random, reference)}``, e.g. from
+    ``--reference``) when given, else those of :func:`rlopt.config.suites.reference_task`: the study's
+    own ``suite`` when it names one, else the first known suite listing the task. When some task has
+    none, every task is normalised min–max over the runs (:meth:`Normaliser.from_runs`).
+    """
+    from rlopt.config.suites import load_suite, reference_task
+
+    references = references or {}
+    suite = (suite.strip() or None) if isinstance(suite, str) else suite
+    tasks = sorted({r.task for r in records})
+    found = {}
+    for task in (t for t in tasks if t not in references):
+        with contextlib.suppress(ConfigError):  # a task without references: min–max below
+            found[task] = reference_task(task, suite)
+    if not tasks or set(found) | (set(references) & set(tasks)) != set(tasks):
+        return Normaliser.from_runs(records)
+    if not references:
+        where = f"suite {load_suite(suite).name}" if suite else "known suites"
+        return Normaliser.from_tasks(
+            found.values(), f"0 = uniform random policy, 1 = reference return ({where})"
+        )
+    bounds = {t: references[t] if t in references else (found[t].random_return, found[t].reference_return)
+              for t in tasks}
+    sources = [f"{t}: --reference" if t in references else f"{t}: {found[t].reference_source or 'suite'}"
+               for t in tasks]
+    return Normaliser.from_references(bounds, "0 = random, 1 = reference (" + "; ".join(sources) + ")")
 
 
 def by_task(records: Iterable[RunLike]) -> dict[str, list[RunLike]]:

@@ -77,35 +77,13 @@ def _planned_runs(study_file: Any) -> int | None:
     return spec.planned_runs()
 
 
-def _normaliser(spec: Any, records: Sequence[Any]) -> Any:
-    """Reference scores from the study's suite, else from the known suites, else from the runs."""
-    from rlopt.analysis.scores import Normaliser
-
-    tasks = sorted({r.task for r in records})
-    try:
-        from rlopt.config import suites as envs
-
-        suite = spec.get("suite") if isinstance(spec, dict) else None
-        if suite:
-            loaded = envs.load_suite(suite)
-            found = [t for t in loaded.tasks if t.name in tasks]
-            source = f"suite {loaded.name}"
-        else:
-            found = [envs.find_task(task) for task in tasks]
-            source = "known suites"
-        if tasks and {t.name for t in found} == set(tasks):
-            return Normaliser.from_tasks(found, f"0 = uniform random policy, 1 = reference return ({source})")
-    except ConfigError:
-        pass
-    return Normaliser.from_runs(records)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
 
     from rlopt.analysis.load import load_runs
     from rlopt.analysis.report import write_report
+    from rlopt.analysis.scores import normaliser_for
     from rlopt.config.claims import claims_from_config
     from rlopt.config.yaml import read_yaml
     from rlopt.study.folder import find_study_dir
@@ -126,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         records,
         claims,
         out,
-        normaliser=_normaliser(spec, records),
+        normaliser=normaliser_for(records, suite=spec.get("suite")),
         title=f"rlopt report: {spec.get('name') or study_dir.name}",
         command=recorded_command(study_dir, records),
         n_resamples=args.resamples,

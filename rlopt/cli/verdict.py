@@ -1,9 +1,10 @@
 """``rlopt verdict CLAIM.yaml RUNS.csv``: the report's verdict table for any runs in the long CSV format.
 
 The claim file is a study file (its ``claim:`` section is read) or the claim mapping, or a list of
-them, alone. References for normalisation come from the suite for known tasks, ``--reference
-TASK=RANDOM,REFERENCE`` (once per task) overriding them; when some task has neither, scores are
-normalised min–max over the runs of each task, as ``rlopt report`` does. The table goes to stdout,
+them, alone. References for normalisation are those ``rlopt report`` takes
+(:func:`rlopt.analysis.scores.normaliser_for`: the study file's suite, else the first known suite
+listing the task), ``--reference TASK=RANDOM,REFERENCE`` (once per task) overriding them; when some
+task has neither, scores are normalised min–max over the runs of each task. The table goes to stdout,
 a line on the references and runs to stderr.
 """
 
@@ -67,46 +68,19 @@ def parse_references(values: Sequence[str]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def normaliser_for(records: Sequence[Any], references: dict[str, tuple[float, float]]) -> Any:
-    """References from ``references``, else the known suites; min–max over the runs if a task has none."""
-    from rlopt.analysis.scores import Normaliser
-    from rlopt.config import suites as envs
-
-    tasks = sorted({r.task for r in records})
-    bounds: dict[str, tuple[float, float]] = {}
-    sources = []
-    for task in tasks:
-        if task in references:
-            bounds[task] = references[task]
-            sources.append(f"{task}: --reference")
-            continue
-        try:
-            found = envs.find_task(task)
-        except ConfigError:
-            continue
-        bounds[task] = (float(found.random_return), float(found.reference_return))
-        sources.append(f"{task}: {found.reference_source or 'suite'}")
-    if tasks and set(bounds) == set(tasks):
-        if not references:
-            found_tasks = [envs.find_task(t) for t in tasks]
-            return Normaliser.from_tasks(
-                found_tasks, "0 = uniform random policy, 1 = reference return (known suites)"
-            )
-        return Normaliser.from_references(bounds, "0 = random, 1 = reference (" + "; ".join(sources) + ")")
-    return Normaliser.from_runs(records)
-
-
-def read_claims(path: Path) -> tuple[Any, ...]:
-    """The claims of a study file's ``claim:`` section, or of a file holding only the claim(s)."""
+def read_claims(path: Path) -> tuple[tuple[Any, ...], str | None]:
+    """The claims of a study file's ``claim:`` section, or of a file holding only the claim(s), and the
+    study file's ``suite:`` (whose reference scores its report uses), if any."""
     from rlopt.config.claims import claims_from_config
     from rlopt.config.yaml import read_yaml
 
     data = read_yaml(path, "claim file")
-    section = data.get("claim") if isinstance(data, dict) and "claim" in data else data
+    study_file = isinstance(data, dict) and "claim" in data
+    section = data.get("claim") if study_file else data
     claims = claims_from_config(section, where=f"{path}: claim")
     if not claims:
         raise ConfigError(f"{path}: no claim found (expected a 'claim:' section or a claim mapping)")
-    return claims
+    return claims, data.get("suite") if study_file else None
 
 
 def check_arms(claims: Sequence[Any], records: Sequence[Any], source: Path) -> None:
@@ -124,17 +98,18 @@ def check_arms(claims: Sequence[Any], records: Sequence[Any], source: Path) -> N
 
 def run(args: argparse.Namespace) -> int:
     from rlopt.analysis.runs_csv import read_runs_csv
+    from rlopt.analysis.scores import normaliser_for
     from rlopt.analysis.verdict_table import judge, verdicts_markdown
 
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
     references = parse_references(args.reference)
-    claims = read_claims(args.claim)
+    claims, suite = read_claims(args.claim)
     records = read_runs_csv(args.runs)
     if not records:
         raise ConfigError(f"{args.runs}: no runs (the CSV has a header but no rows)")
     check_arms(claims, records, args.runs)
-    normaliser = normaliser_for(records, references)
+    normaliser = normaliser_for(records, references, suite)
     verdicts = judge(claims, records, normaliser=normaliser, n_resamples=args.resamples, seed=args.seed)
     print(f"{len(records)} runs from {args.runs}; normalised scores: {normaliser.source}", file=sys.stderr)
     sys.stdout.write(verdicts_markdown(verdicts))

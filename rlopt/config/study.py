@@ -115,6 +115,9 @@ class Range:
 class Arm:
     """One optimizer entry of the study: the fixed values, grid lists and search ranges of its settings.
 
+    The code's "arm" (docs/CONTRACTS.md, "What arm names"): each entry has its own Optuna study and may
+    have many settings, each a report's row.
+
     Attributes:
         label: unique name of the arm (the Optuna study is ``<study>/<label>``).
         optimizer: registry name.
@@ -170,10 +173,19 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Objective:
-    """What a trial reports: ``metric`` per run, aggregated over the trial's tasks and seeds."""
+    """What a trial reports: ``metric`` per run, aggregated over the trial's tasks and seeds.
+
+    Attributes:
+        metric: one of :data:`METRICS`.
+        aggregate: one of :data:`AGGREGATES`.
+        suite: the study's ``suite:`` as written in the file, whose reference scores the ``normalized_``
+            metrics use (``None``: the first known suite listing each task;
+            :func:`rlopt.config.suites.reference_task`).
+    """
 
     metric: str = "final_return"
     aggregate: str = "iqm"
+    suite: str | None = None
 
     @property
     def normalized(self) -> bool:
@@ -727,7 +739,8 @@ def _parse_arms(
 
 def _parse_objective(top: Where, data: Mapping[str, Any], tasks: Sequence[str]) -> Objective:
     """``objective:``; several tasks need a normalised metric, which needs reference scores of each."""
-    objective = Objective()
+    suite = data["suite"].strip() if "suite" in data else None  # _parse_tasks checked it
+    objective = Objective(suite=suite)
     if "objective" in data:
         obj = data["objective"]
         if isinstance(obj, str):
@@ -736,17 +749,18 @@ def _parse_objective(top: Where, data: Mapping[str, Any], tasks: Sequence[str]) 
         objective = Objective(
             metric=_choice(top / "objective" / "metric", obj.get("metric", "final_return"), METRICS),
             aggregate=_choice(top / "objective" / "aggregate", obj.get("aggregate", "iqm"), AGGREGATES),
+            suite=suite,
         )
     if len(tasks) > 1 and not objective.normalized:
         raise (top / "objective" / "metric").error(
             f"{objective.metric} would mix raw returns of {len(tasks)} tasks "
             "(accepted with several tasks: normalized_score, normalized_auc)")
     if objective.normalized:
-        from rlopt.config.suites import find_task
+        from rlopt.config.suites import reference_task
 
         for task in tasks:
             try:
-                find_task(task)
+                reference_task(task, suite)
             except ConfigError as exc:
                 raise (top / "objective" / "metric").error(str(exc)) from exc
     return objective

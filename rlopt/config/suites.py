@@ -145,9 +145,30 @@ def find_task(name: str) -> Task:
     raise ConfigError(f"No reference scores for task {name!r} in any suite ({', '.join(known_suites())})")
 
 
-def normalized_score(task: Task | str, raw_return: float | np.ndarray) -> float | np.ndarray:
-    """``(raw - random) / (reference - random)``: 0 is a random policy, 1 the published reference."""
-    t = task if isinstance(task, Task) else find_task(task)
+def reference_task(name: str, suite: str | Path | None = None) -> Task:
+    """The reference scores of task ``name`` for a study: its own ``suite`` when it names one (a name or
+    path, as in the study file), else the first known suite listing the task (:func:`find_task`).
+
+    The one choice of references: the trial objective (:func:`normalized_score`), ``rlopt report`` and
+    ``rlopt verdict`` (:func:`rlopt.analysis.scores.normaliser_for`) all make it, so a study's trials and
+    its report put returns on the same scale.
+
+    Raises:
+        ConfigError: the suite is unknown or does not list the task, or no known suite lists it.
+    """
+    if suite is None:
+        return find_task(name)
+    return load_suite(suite).task(name)
+
+
+def normalized_score(
+    task: Task | str, raw_return: float | np.ndarray, suite: str | Path | None = None
+) -> float | np.ndarray:
+    """``(raw - random) / (reference - random)``: 0 is a random policy, 1 the published reference.
+
+    A task given by name takes the references of :func:`reference_task` (``suite``: the study's own).
+    """
+    t = task if isinstance(task, Task) else reference_task(task, suite)
     return (raw_return - t.random_return) / (t.reference_return - t.random_return)
 
 

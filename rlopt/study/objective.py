@@ -1,8 +1,9 @@
 """The number a trial reports to Optuna: one value per run, aggregated over the trial's tasks and seeds.
 
 Per run, from its evaluation returns so far: ``final_return`` (the last) or ``auc`` (their mean, the
-normalised area under the curve), both :func:`rlopt.run.metrics.run_metric`, or either on the suite's 0
-(random policy) to 1 (reference) scale.
+normalised area under the curve), both :func:`rlopt.run.metrics.run_metric`, or either on the 0 (random
+policy) to 1 (reference) scale of the study's suite (:func:`rlopt.config.suites.reference_task`: the
+references its report takes too).
 Across runs: the IQM (25%-trimmed mean, :func:`rlopt.stats.iqm`), the mean or the median. The same
 function gives the intermediate values (at each evaluation) and the final value, so a pruner compares
 like with like.
@@ -29,7 +30,7 @@ def run_value(objective: Objective, task: str, returns: Sequence[float]) -> floa
     if objective.normalized:
         from rlopt.config.suites import normalized_score
 
-        return float(normalized_score(task, raw))
+        return float(normalized_score(task, raw, objective.suite))  # the references the report takes
     return raw
 
 
