@@ -70,7 +70,10 @@ def _number_range(values: Sequence[float]) -> str:
 
 
 @dataclass(frozen=True)
-class _Arm:
+class _SettingRuns:
+    """A report's "arm": the runs sharing a setting label (:func:`rlopt.analysis.scores.arm_label`), one
+    row of its tables and one curve of its figures; a study's optimizer entry may have many."""
+
     label: str
     runs: list[RunLike]
     tasks: dict[str, list[RunLike]]
@@ -78,17 +81,18 @@ class _Arm:
     optimizer: str
 
 
-def _arms(records: Sequence[RunLike]) -> dict[str, _Arm]:
+def _runs_by_setting(records: Sequence[RunLike]) -> dict[str, _SettingRuns]:
     labels = sorted({arm_label(r) for r in records}, key=lambda s: s.lower())
     out = {}
     for label in labels:
         runs = [r for r in records if arm_label(r) == label]
         finished = [r for r in runs if is_usable(r)]
-        out[label] = _Arm(label, finished, by_task(finished), len(runs) - len(finished), runs[0].optimizer)
+        excluded = len(runs) - len(finished)
+        out[label] = _SettingRuns(label, finished, by_task(finished), excluded, runs[0].optimizer)
     return out
 
 
-def _groups(arms: Mapping[str, _Arm]) -> dict[str, list[str]]:
+def _groups(arms: Mapping[str, _SettingRuns]) -> dict[str, list[str]]:
     """The arms of each optimizer (the panels of a curve figure with many arms)."""
     out: dict[str, list[str]] = {}
     for label, arm in arms.items():
@@ -193,7 +197,7 @@ def write_report(
 
     verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
     usable = [r for r in records if is_usable(r)]
-    arms = _arms(records)
+    arms = _runs_by_setting(records)
     _budget(w, records, usable, arms, census, normaliser, command, boot)
     w.add(verdicts_markdown(verdicts))
     if usable:
@@ -222,7 +226,7 @@ def _budget(
     w: _Writer,
     records: Sequence[RunLike],
     usable: Sequence[RunLike],
-    arms: Mapping[str, _Arm],
+    arms: Mapping[str, _SettingRuns],
     census: RunCensus,
     normaliser: Normaliser,
     command: str | None,
@@ -256,13 +260,13 @@ def _budget(
     w.add("\n".join(lines))
 
 
-def _score_strata(arm: _Arm, metric: str, normaliser: Normaliser | None) -> list[np.ndarray]:
+def _score_strata(arm: _SettingRuns, metric: str, normaliser: Normaliser | None) -> list[np.ndarray]:
     strata = [scores(runs, metric, normaliser) for runs in arm.tasks.values()]
     return [s for s in strata if s.size]
 
 
 def _aggregate(
-    w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boot: Mapping[str, Any]
+    w: _Writer, arms: Mapping[str, _SettingRuns], normaliser: Normaliser, boot: Mapping[str, Any]
 ) -> dict[str, stats.Interval]:
     w.add("## Aggregate scores")
     finals: dict[str, stats.Interval] = {}
@@ -336,7 +340,7 @@ def _task_curves(
 
 def _sample_efficiency(
     w: _Writer,
-    arms: Mapping[str, _Arm],
+    arms: Mapping[str, _SettingRuns],
     shown: Sequence[str],
     normaliser: Normaliser,
     palette: Mapping[str, tuple[float, ...]],
@@ -367,7 +371,9 @@ def _sample_efficiency(
     )
 
 
-def _shown_caption(text: str, arms: Mapping[str, _Arm], shown: Sequence[str], curves: bool = True) -> str:
+def _shown_caption(
+    text: str, arms: Mapping[str, _SettingRuns], shown: Sequence[str], curves: bool = True
+) -> str:
     if len(shown) < len(arms):
         text += f"; the {len(shown)} best of {len(arms)} settings by aggregate IQM"
     if not curves:
@@ -379,7 +385,7 @@ def _shown_caption(text: str, arms: Mapping[str, _Arm], shown: Sequence[str], cu
 
 def _per_task(
     w: _Writer,
-    arms: Mapping[str, _Arm],
+    arms: Mapping[str, _SettingRuns],
     shown: Sequence[str],
     palette: Mapping[str, tuple[float, ...]],
     boot: Mapping[str, Any],
@@ -423,7 +429,7 @@ def _per_task(
 
 def _poi_and_profiles(
     w: _Writer,
-    arms: Mapping[str, _Arm],
+    arms: Mapping[str, _SettingRuns],
     shown: Sequence[str],
     normaliser: Normaliser,
     palette: Mapping[str, tuple[float, ...]],
@@ -587,7 +593,9 @@ def _beta_sweep(
     )
 
 
-def _stability(w: _Writer, arms: Mapping[str, _Arm], normaliser: Normaliser, boot: Mapping[str, Any]) -> None:
+def _stability(
+    w: _Writer, arms: Mapping[str, _SettingRuns], normaliser: Normaliser, boot: Mapping[str, Any]
+) -> None:
     w.add("## Stability")
     rows = []
     for label, arm in arms.items():
