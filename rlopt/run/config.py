@@ -25,7 +25,7 @@ from rlopt.config.suites import check_task
 from rlopt.errors import ConfigError
 from rlopt.optim import ResolvedOptimizer, get_spec, resolve
 from rlopt.optim._compiled import FUSED_BREAK_EVEN
-from rlopt.paths import check_folder_can_be_made
+from rlopt.paths import check_folder_can_be_made, safe_name
 from rlopt.run.agent import effective_extra, gradient_clipping
 from rlopt.run.diagnostics import StabilityThresholds
 from rlopt.run.flags import config_argv
@@ -238,13 +238,9 @@ def _check_device(device: Any) -> str:
     return device
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def default_run_dir(algo: str, env: str, optimizer: str, seed: int) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / "train" / _safe_name(f"{algo}-{env}-{optimizer}-s{seed}-{stamp}")
+    base = Path("runs") / "train" / safe_name(f"{algo}-{env}-{optimizer}-s{seed}-{stamp}")
     candidate, n = base, 1
     while candidate.exists():
         candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
