@@ -106,6 +106,22 @@ def test_references_override_the_suite_and_unknown_tasks_fall_back_to_the_runs(t
         parse_references(["Hopper-v5=1"])
 
 
+def test_verdict_on_a_study_file_takes_the_references_of_its_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    suite = tmp_path / "own.yaml"  # references unlike those of the first known suite listing the tasks
+    entry = ("{timesteps: 3000, eval_freq: 1000, eval_episodes: 1, random_return: 0, random_source: x, "
+             "reference_return: 100, reference_source: own refs}")
+    suite.write_text(f"name: own\ntasks:\n  Hopper-v5: {entry}\n  Walker2d-v5: {entry}\n")
+    study = tmp_path / "study.yaml"
+    claim = "".join(f"    {line}\n" if i else f"  - {line}\n" for i, line in enumerate(CLAIM.splitlines()))
+    study.write_text(f"name: s\nalgorithm: ppo\nsuite: {suite}\nseeds: 5\noptimizers: [{{optimizer: adam}}]\n"
+                     f"claim:\n{claim}")
+    runs = write_csv(tmp_path / "runs.csv", constructed_rows())
+    assert main(["verdict", str(study), str(runs), "--resamples", "300"]) == 0
+    assert "reference return (suite own) (own refs)" in capsys.readouterr().err
+
+
 STUDY_CLAIM = """\
 claim:
   - statement: ADOPT beats Adam
