@@ -47,12 +47,13 @@ def _grid_arm(optimizer: str, values: dict[float, float]) -> optuna.Study:
 
 @pytest.fixture
 def titles(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The title each saved figure had (axes titles and suptitle), by file name."""
+    """The title each saved figure had (suptitle, axes titles left and centre), by file name."""
     seen: dict[str, str] = {}
     save = study_plots.atomic.save_figure
 
     def recording(figure, path, **kwargs):  # type: ignore[no-untyped-def]
-        parts = [figure.get_suptitle(), *(ax.get_title() for ax in figure.axes)]
+        parts = [figure.get_suptitle(),
+                 *(ax.get_title(loc=loc) for ax in figure.axes for loc in ("left", "center"))]
         seen[Path(path).name] = " | ".join(p for p in parts if p)
         return save(figure, path, **kwargs)
 
@@ -77,6 +78,8 @@ def test_plots_of_a_searched_arm_are_titled_with_the_arm_and_a_single_trial_hist
     for name in written:
         assert titles[name].startswith("adam: "), (name, titles[name])
     assert "Optimization History" in titles["adam_history.png"]
+    # Optuna's left-hand title of the importances is the one title, in the centre (they overlapped)
+    assert titles["adam_importances.png"] == "adam: Hyperparameter Importances"
     assert "plot skipped: adopt history: one finished trial" in capsys.readouterr().out
 
 

@@ -84,8 +84,9 @@ def _objective_by_setting(opened: OpenedStudy) -> Any:
 
 def _label_intermediate(ax: Any, study: optuna.Study) -> None:
     """Optuna's intermediate-values plot in the study's words: the axes say what was reported when
-    (``Step``/``Intermediate Value`` become environment steps and the objective so far), and each trial
-    gets a distinct colour (Optuna's tab20 pairs a dark and a light blue, then a dark and a light orange)."""
+    (``Step``/``Intermediate Value`` become environment steps and the objective so far), and up to nine
+    trials get one distinct colour each (Optuna's tab20 pairs a dark and a light blue, then a dark and a
+    light orange, from the second trial on; past nine, :func:`rlopt.analysis.plots.colours` is tab20 too)."""
     from matplotlib.colors import to_hex
 
     from rlopt.analysis.plots import colours
@@ -156,8 +157,10 @@ def write_plots(opened: OpenedStudy, console: Any = None) -> list[Path]:
             _name_trials(first, study)
             if hasattr(axes, "flat"):
                 figure.suptitle(f"{label}: {figure.get_suptitle() or name.replace('_', ' ')}")
-            else:
-                axes.set_title(f"{label}: {axes.get_title() or name.replace('_', ' ')}")
+            else:  # Optuna titles the importances on the left: moved to the centre, or both would overlap
+                left = axes.get_title(loc="left")
+                axes.set_title("", loc="left")
+                axes.set_title(f"{label}: {axes.get_title() or left or name.replace('_', ' ')}")
             save(figure, f"{label}_{name}")
             plt.close(figure)
     if any(_is_grid(study) for study in opened.arms.values()):
