@@ -35,15 +35,16 @@ import threading
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from rlopt.config.study import Arm, StudySpec
+from rlopt.errors import ConfigError
 from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
 from rlopt.study.objective import aggregate, run_value
 from rlopt.study.plan import resolved_hparams, run_keys, train_config, trial_folder
@@ -52,6 +53,9 @@ from rlopt.study.retries import adopt_finished_runs, config_identity, queue_retr
 from rlopt.study.samplers import make_pruner, make_sampler
 from rlopt.study.space import Setting, suggest_setting
 from rlopt.study.storage import claim_lock, open_storage
+
+if TYPE_CHECKING:
+    from rlopt.run.config import TrainConfig, TrainPlan
 
 log = logging.getLogger(__name__)
 
@@ -204,24 +208,23 @@ class Worker:
     def _run_trial(self, claimed: Claimed) -> None:
         spec, trial = self.spec, claimed.trial
         keys = run_keys(spec)
-        folder = self.study_dir / trial_folder(claimed.setting, trial.number)
-        configs = [train_config(spec, claimed.setting, key, folder / key.folder()) for key in keys]
+        plans = self._plans(claimed)
         reporter = _Reporter(spec, trial, keys_tasks=[k.task for k in keys],
                              label=f"{claimed.arm.label} trial {trial.number} ({claimed.setting.label})",
                              run_names=[f"{k.task} seed {k.seed}" for k in keys],
-                             budgets=[c.timesteps for c in configs])
+                             budgets=[p.timesteps for p in plans])  # the same in a config and its plan
         start = time.perf_counter()
         try:
-            results = self._reused_results(claimed, configs)
+            results = self._reused_results(claimed, plans)
             todo = [i for i, r in enumerate(results) if r is None]
             log.info(
                 "%s trial %d (%s): %d runs%s",
                 claimed.arm.label,
                 trial.number,
                 claimed.setting.label,
-                len(configs),
-                f", {len(configs) - len(todo)} of them finished by an earlier attempt"
-                if len(todo) < len(configs)
+                len(plans),
+                f", {len(plans) - len(todo)} of them finished by an earlier attempt"
+                if len(todo) < len(plans)
                 else "",
             )
             for i, result in enumerate(results):
@@ -229,7 +232,7 @@ class Worker:
                     for step, value in zip(result.timesteps, result.returns, strict=True):
                         reporter.on_point(i, step, value)
             fresh = execute_runs(
-                [configs[i] for i in todo],
+                [plans[i] for i in todo],
                 self.parallel_runs,
                 lambda j, step, value: reporter.on_point(todo[j], step, value),
             )
@@ -242,32 +245,53 @@ class Worker:
             self._fail(claimed, f"interrupted ({type(exc).__name__})")
             raise
         self._finish(
-            claimed, reporter, configs, [r for r in results if r is not None], time.perf_counter() - start
+            claimed, reporter, plans, [r for r in results if r is not None], time.perf_counter() - start
         )
 
-    def _reused_results(self, claimed: Claimed, configs: list[Any]) -> list[RunResult | None]:
+    def _plans(self, claimed: Claimed) -> list[TrainPlan | TrainConfig]:
+        """The validated plan of each run of the trial, in :func:`run_keys` order: the one validation of
+        the run, whose plan then serves the identity check of runs an earlier attempt finished, the run
+        itself (:func:`rlopt.run.train.run_training` trains a plan as it is) and a diverged run's score.
+
+        A config that does not validate (its run folder cannot be made...) stays a config: its run fails
+        in its process as it would have, with the same reason, and the trial is failed and retried.
+        """
+        folder = self.study_dir / trial_folder(claimed.setting, claimed.trial.number)
+        out: list[TrainPlan | TrainConfig] = []
+        for key in run_keys(self.spec):
+            config = train_config(self.spec, claimed.setting, key, folder / key.folder())
+            try:
+                out.append(config.validate())
+            except ConfigError:
+                out.append(config)
+        return out
+
+    def _reused_results(
+        self, claimed: Claimed, plans: list[TrainPlan | TrainConfig]
+    ) -> list[RunResult | None]:
         """The runs earlier attempts of this trial finished (moved into place), None for the others."""
+        from rlopt.run.config import TrainPlan
         from rlopt.run.folder import jsonable, read_eval_csv
 
         frozen = self.storage.get_trial(claimed.trial._trial_id)
         if not frozen.system_attrs.get("retry_history"):
-            return [None] * len(configs)
-        run_dirs = [str(c.run_dir.relative_to(self.study_dir)) for c in configs]
+            return [None] * len(plans)
+        run_dirs = [str(Path(p.run_dir).relative_to(self.study_dir)) for p in plans]  # type: ignore[arg-type]
         expected = [
-            config_identity(
-                json.loads(json.dumps(jsonable(replace(c, run_dir=None).validate().as_config_json())))
-            )
-            or {}
-            for c in configs
+            config_identity(json.loads(json.dumps(jsonable(p.as_config_json())))) or {}
+            if isinstance(p, TrainPlan)
+            else {}  # a run that cannot be planned is not adopted: it fails as any run does
+            for p in plans
         ]
         adopted = adopt_finished_runs(self.study_dir, frozen, claimed.study, run_dirs, expected)
         results: list[RunResult | None] = []
-        for index, (config, reused) in enumerate(zip(configs, adopted, strict=True)):
+        for index, (plan, reused) in enumerate(zip(plans, adopted, strict=True)):
             if not reused:
                 results.append(None)
                 continue
-            metrics = json.loads((config.run_dir / "metrics.json").read_text())
-            steps, returns = read_eval_csv(config.run_dir / "eval.csv")
+            run_dir = Path(plan.run_dir)  # type: ignore[arg-type]
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            steps, returns = read_eval_csv(run_dir / "eval.csv")
             results.append(
                 RunResult(
                     index,
@@ -287,7 +311,12 @@ class Worker:
         claimed.study.tell(trial, state=TrialState.FAIL)
 
     def _finish(
-        self, claimed: Claimed, reporter: _Reporter, configs: list[Any], results: list[RunResult], wall: float
+        self,
+        claimed: Claimed,
+        reporter: _Reporter,
+        plans: list[TrainPlan | TrainConfig],
+        results: list[RunResult],
+        wall: float,
     ) -> None:
         trial, keys = claimed.trial, run_keys(self.spec)
         statuses = [r.status for r in results]
@@ -308,7 +337,7 @@ class Worker:
             claimed.study.tell(trial, state=TrialState.PRUNED)
             log.info("%s pruned at step %d (%.0f s)", label, reporter.pruned_at, wall)
             return
-        value = self._objective(keys, configs, results)
+        value = self._objective(keys, plans, results)
         if not math.isfinite(value):
             self._fail(claimed, "no finite objective value (a run had no evaluation)")
             return
@@ -335,13 +364,12 @@ class Worker:
             f": {reason}" if diverged else "",
         )
 
-    def _objective(self, keys: list[Any], configs: list[Any], results: list[RunResult]) -> float:
+    def _objective(self, keys: list[Any], plans: list[Any], results: list[RunResult]) -> float:
         """The trial's value: the objective aggregated over its runs, diverged runs continued."""
         values = []
-        for key, config, result in zip(keys, configs, results, strict=True):
+        for key, plan, result in zip(keys, plans, results, strict=True):
             returns = result.returns
             if result.status == "diverged":
-                plan = replace(config, run_dir=None).validate()  # the folder exists by now
                 returns = continue_diverged(key.task, returns, plan.timesteps, plan.eval_freq)
             if not returns:
                 return math.nan
