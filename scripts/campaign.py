@@ -28,6 +28,7 @@ bundle's verdict table from its ``runs.csv`` and compares it with the committed 
 
 Run the campaign from a pinned checkout with its own venv, at low priority, e.g.:
 
+    git tag -f campaign-1 03182d4   # a fresh clone may not carry the tag
     git worktree add ../rlopt-campaign campaign-1 && cd ../rlopt-campaign
     python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e .
     nice -n 19 .venv/bin/python scripts/campaign.py run --claims 1,2 --into ../main/results/campaign

@@ -48,9 +48,6 @@ from rlopt.run.folder import jsonable, start_run_folder, write_json
 from rlopt.run.metrics import run_metric
 from rlopt.run.tensorboard import write_hparams_end, write_hparams_start
 
-__all__ = ["TrainConfig", "TrainPlan", "TrainSummary", "run_training"]
-"""TrainConfig is re-exported for rlopt.study.plan, which imports it from here (home: rlopt.run.config)."""
-
 log = logging.getLogger(__name__)
 
 PARAMETER_CHECK_EVERY = 100

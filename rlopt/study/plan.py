@@ -68,12 +68,12 @@ def _default_batch_size(algo: str) -> int:
 
 
 def train_config(spec: StudySpec, setting: Setting, key: RunKey, run_dir: Path | None) -> Any:
-    """The :class:`rlopt.run.train.TrainConfig` of one run of ``setting``.
+    """The :class:`rlopt.run.config.TrainConfig` of one run of ``setting``.
 
     Raises:
         ConfigError: the setting cannot be trained (bad hyperparameter, scaling rule out of range...).
     """
-    from rlopt.run.train import TrainConfig
+    from rlopt.run.config import TrainConfig
 
     timesteps, every, episodes = _budget(spec, key.task)
     config = TrainConfig(

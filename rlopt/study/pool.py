@@ -116,7 +116,7 @@ def execute_runs(
     parallel: int,
     on_point: Callable[[int, int, float], bool],
 ) -> list[RunResult]:
-    """Run ``configs`` (``rlopt.run.train.TrainConfig``), at most ``parallel`` at a time.
+    """Run ``configs`` (``rlopt.run.config.TrainConfig``), at most ``parallel`` at a time.
 
     Args:
         configs: one config per run.
