@@ -37,6 +37,12 @@ def _parents() -> dict[int, int]:
     return parents
 
 
+def run_processes(worker_pid: int) -> list[int]:
+    """The live training-run processes of a study worker: children of its forkserver."""
+    servers = [pid for pid in children(worker_pid) if "forkserver" in command_line(pid)]
+    return sorted(pid for server in servers for pid in children(server) if alive(pid))
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -70,8 +76,9 @@ def _spin(stop_at: float) -> None:
 def cpu_load(processes: int, seconds: float = 600.0) -> Iterator[None]:
     """Keep ``processes`` busy loops running (each stops by itself after ``seconds``)."""
     ctx = mp.get_context("fork")
-    spinners = [ctx.Process(target=_spin, args=(time.monotonic() + seconds,), daemon=True)
-                for _ in range(processes)]
+    spinners = [
+        ctx.Process(target=_spin, args=(time.monotonic() + seconds,), daemon=True) for _ in range(processes)
+    ]
     for spinner in spinners:
         spinner.start()
     try:

@@ -107,7 +107,10 @@ def _context() -> Any:
     if _CONTEXT is None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["rlopt.run.train", "optuna"])
+        # torch._dynamo is imported lazily by the first torch optimizer a process builds (torch.optim
+        # wraps add_param_group in torch._disable_dynamo): 3 s per run on an idle 2-core machine, over
+        # 10 s under load, paid by every run process unless the server has imported it already.
+        _CONTEXT.set_forkserver_preload(["rlopt.run.train", "optuna", "torch._dynamo"])
     return _CONTEXT
 
 
