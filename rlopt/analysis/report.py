@@ -42,23 +42,13 @@ from rlopt.analysis.scores import (
     scores,
     stability_values,
 )
-from rlopt.analysis.verdict_table import judge, verdicts_markdown
+from rlopt.analysis.verdict_table import judge, markdown_table, verdicts_markdown
 from rlopt.config.claims import Claim, record_value
 from rlopt.paths import safe_name
 from rlopt.run.metrics import DIVERGED_RULE
 
 MAX_ARMS_IN_FIGURES = 12
 """Curves and the POI matrix show at most this many arms (the best by aggregate IQM); tables show all."""
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _number_range(values: Sequence[float]) -> str:
@@ -291,7 +281,7 @@ def _aggregate(
             ]
         )
     w.add(
-        _table(
+        markdown_table(
             [
                 "setting",
                 "tasks",
@@ -403,7 +393,7 @@ def _per_task(
             )
         rows.append(row)
     w.add("IQM of the raw final return per task, with intervals (n = finished runs):")
-    w.add(_table(["setting", *tasks], rows))
+    w.add(markdown_table(["setting", *tasks], rows))
     for task in tasks:
         bands = {}
         for label in shown:
@@ -623,7 +613,7 @@ def _stability(
         "of training."
     )
     w.add(
-        _table(
+        markdown_table(
             [
                 "setting",
                 "finished runs",
@@ -664,7 +654,7 @@ def _excluded_runs(w: _Writer, records: Sequence[RunLike], limit: int = 50) -> N
         [r.trial, arm_label(r), r.task, r.seed, run_state(r), (r.metrics or {}).get("reason") or ""]
         for r in sorted(left_out, key=lambda r: (run_state(r), r.trial, r.task, r.seed))[:limit]
     ]
-    w.add(_table(["trial", "setting", "task", "seed", "state", "reason"], rows))
+    w.add(markdown_table(["trial", "setting", "task", "seed", "state", "reason"], rows))
     if len(left_out) > limit:
         w.add(f"... and {len(left_out) - limit} more.")
 

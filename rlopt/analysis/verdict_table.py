@@ -18,7 +18,8 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (``|`` escaped, newlines flattened): the report's tables and its verdict table."""
     lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -52,7 +53,7 @@ def verdicts_markdown(verdicts: Sequence[Verdict]) -> str:
         paper = f"{v.claim.paper_says} ({v.claim.source})" if v.claim.paper_says else v.claim.source
         verdict = f"**{v.outcome}**" + (f" ({v.budget})" if v.budget else "")
         rows.append([v.claim.statement, paper, v.measured, verdict])
-    parts.append(_table(["claim", "what the paper says", "what we measured", "verdict"], rows) + "\n")
+    parts.append(markdown_table(["claim", "what the paper says", "what we measured", "verdict"], rows) + "\n")
     details = []
     for v in verdicts:
         arms = f"candidate: {v.claim.candidate.describe()}"
