@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 
 
@@ -14,3 +15,14 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def forget_unhandled_interrupt() -> None:
+    """Clear CPython's "a KeyboardInterrupt went unhandled" flag, so a handled interrupt exits with our code.
+
+    CPython sets that flag whenever a KeyboardInterrupt leaves code run by ``PyRun_String*`` and, when
+    the program ends, kills itself with SIGINT instead of exiting with ``sys.exit``'s code. MuJoCo's
+    ``_callbacks`` module runs Python that way, so an interrupt that lands inside it (we caught it
+    further up) would turn our exit code 130 into death by SIGINT (-2 to a parent) about half the
+    time. Each ``PyRun_SimpleString`` resets the flag before it runs; running an empty one is the
+    only public way to reset it.
+    """
+    ctypes.pythonapi.PyRun_SimpleString(b"")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from rlopt.errors import StudyStopped
-from rlopt.interrupts import interrupt_on_sigterm
+from rlopt.interrupts import forget_unhandled_interrupt, interrupt_on_sigterm
 
 COMMAND_MODULES = ("optimizers", "train", "study", "report", "verdict")
 
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("rlopt: interrupted", file=sys.stderr)
+        forget_unhandled_interrupt()
         return 130
     return int(code or 0)
 
