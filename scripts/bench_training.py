@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 RLOPT_OPTIMIZERS = ("adam", "adopt", "adan", "adabelief", "adamssm", "dgclip")
 STOCK = "stock SB3"
@@ -89,8 +90,12 @@ def _switches(items: list[str]) -> dict[str, bool]:
     return options
 
 
-def run_rlopt(args: argparse.Namespace, out: Path) -> float:
-    """``rlopt train`` through its Python entry point; returns its recorded env steps per second."""
+def run_rlopt(args: argparse.Namespace, out: Path) -> tuple[float, str]:
+    """``rlopt train`` through its Python entry point; returns its env steps per second and its kernel.
+
+    The kernel is what ``config.json`` records: ``compiled`` or ``eager``, with ``(auto)`` where
+    ``fused="auto"`` chose it.
+    """
     from rlopt.config.agents import parse_set
     from rlopt.run.config import TrainConfig
     from rlopt.run.train import run_training
@@ -104,17 +109,20 @@ def run_rlopt(args: argparse.Namespace, out: Path) -> float:
     ))
     if summary.status != "ok":
         raise SystemExit(f"rlopt {args.optimizer}: {summary.status}: {summary.reason}")
-    return summary.steps_per_s
+    recorded = json.loads((out / "run" / "config.json").read_text())["optimizer"]
+    kernel = "compiled" if recorded.get("fused") else "eager"
+    return summary.steps_per_s, kernel + (" (auto)" if recorded.get("fused_auto") else "")
 
 
 def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:
-        rate = run_stock(args, Path(tmp)) if args.optimizer == STOCK else run_rlopt(args, Path(tmp))
+        rate, kernel = (run_stock(args, Path(tmp)), "torch Adam") if args.optimizer == STOCK else run_rlopt(
+            args, Path(tmp))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"steps_per_s": rate, "peak_mb": peak_mb}))
+    print(json.dumps({"steps_per_s": rate, "peak_mb": peak_mb, "kernel": kernel}))
 
 
-def measure(args: argparse.Namespace, optimizer: str) -> dict[str, float]:
+def measure(args: argparse.Namespace, optimizer: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", "--optimizer", optimizer, "--algo", args.algo,
                "--env", args.env, "--timesteps", str(args.timesteps), "--seed", str(args.seed),
                "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
@@ -124,7 +132,7 @@ def measure(args: argparse.Namespace, optimizer: str) -> dict[str, float]:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{optimizer}: exit {done.returncode}\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -183,7 +191,7 @@ def main() -> None:
                   f"{args.seed}, {args.threads} torch thread(s), {args.repeats} interleaved repeats, "
                   "one process per run"
                   + (f", --set {' '.join(args.overrides)}" if args.overrides else ""))
-    results: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
     for repeat in range(args.repeats):
         for config in configs:
             results[config].append(measure(args, config))
@@ -195,12 +203,13 @@ def main() -> None:
 
     base_rate, base_mem = median(STOCK, "steps_per_s"), median(STOCK, "peak_mb")
     table = Table(title=f"{args.algo.upper()} {args.env}: rlopt train vs stock SB3 (medians)")
-    for column in ("configuration", "env steps/s", "ratio to stock", "peak RSS (MB)", "memory ratio"):
+    columns = ("configuration", "kernel", "env steps/s", "ratio to stock", "peak RSS (MB)", "memory ratio")
+    for column in columns:
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for config in configs:
         rate, mem = median(config, "steps_per_s"), median(config, "peak_mb")
         label = config if config == STOCK else f"rlopt {config}"
-        table.add_row(label, f"{rate:,.0f}", f"{rate / base_rate:.2f}x",
+        table.add_row(label, results[config][-1]["kernel"], f"{rate:,.0f}", f"{rate / base_rate:.2f}x",
                       f"{mem:,.0f}", f"{mem / base_mem:.2f}x")
     console.print(table)
 
