@@ -43,3 +43,11 @@ def tiny_config(tmp_path: Path) -> Callable[..., Any]:
         return TrainConfig(algo=algo, optimizer=optimizer, overrides=overrides, **{**defaults, **fields})
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_logs_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stock SB3 learning without a logger makes ``$TMPDIR/SB3-<date>`` folders: keep them in pytest's tmp."""
+    import os
+
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3-logs"))
