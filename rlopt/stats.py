@@ -146,31 +146,16 @@ def stratified_bootstrap(
         ``(estimate, low, high)`` arrays shaped like the statistic; the bounds are NaN when a stratum has
         fewer than two runs (no interval can be formed).
     """
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    arrays = [np.asarray(stratum, dtype=float) for group in groups for stratum in group]
-    if not arrays or any(a.shape[-1] == 0 for a in arrays):
-        raise ValueError("every stratum needs at least one run")
+    _check_bootstrap_options(n_resamples, confidence, method)
+    arrays = _flat_strata(groups)
     sizes = [len(group) for group in groups]
-
-    def regroup(flat: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-        out, start = [], 0
-        for size in sizes:
-            out.append(list(flat[start : start + size]))
-            start += size
-        return out
-
-    estimate = np.asarray(statistic(regroup(arrays)), dtype=float)
+    estimate = np.asarray(statistic(_regroup(arrays, sizes)), dtype=float)
     if any(a.shape[-1] < 2 for a in arrays):
         nan = np.full_like(estimate, np.nan)
         return estimate, nan, nan.copy()
 
     def flat_statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-        return statistic(regroup(samples))
+        return statistic(_regroup(samples, sizes))
 
     result = sps.bootstrap(
         arrays,
@@ -184,16 +169,55 @@ def stratified_bootstrap(
         rng=np.random.default_rng(seed),
     )
     if method == "t":
-        n = min(a.shape[-1] for a in arrays)
-        df = max(1, min(sum(a.shape[-1] for a in g) - len(g) for g in regroup(arrays)))
-        se = np.asarray(result.standard_error, dtype=float) * math.sqrt(n / (n - 1))
-        half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
-        if bias_correct:
-            estimate = 2 * estimate - np.mean(result.bootstrap_distribution, axis=-1)
-        return estimate, estimate - half, estimate + half
+        distribution = np.asarray(result.bootstrap_distribution, dtype=float)
+        groups_ = _regroup(arrays, sizes)
+        return _t_interval(distribution, groups_, estimate, confidence, bias_correct)
     low = np.asarray(result.confidence_interval.low, dtype=float)
     high = np.asarray(result.confidence_interval.high, dtype=float)
     return estimate, low, high
+
+
+def _check_bootstrap_options(n_resamples: int, confidence: float, method: str) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def _flat_strata(groups: Sequence[Strata]) -> list[np.ndarray]:
+    """Every stratum of every group, in order, as float arrays; each must hold at least one run."""
+    arrays = [np.asarray(stratum, dtype=float) for group in groups for stratum in group]
+    if not arrays or any(a.shape[-1] == 0 for a in arrays):
+        raise ValueError("every stratum needs at least one run")
+    return arrays
+
+
+def _regroup(flat: Sequence[np.ndarray], sizes: Sequence[int]) -> list[list[np.ndarray]]:
+    """The flat list of strata cut back into groups of ``sizes[g]`` strata each."""
+    out, start = [], 0
+    for size in sizes:
+        out.append(list(flat[start : start + size]))
+        start += size
+    return out
+
+
+def _t_interval(
+    distribution: np.ndarray,
+    groups: list[list[np.ndarray]],
+    estimate: np.ndarray,
+    confidence: float,
+    bias_correct: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``estimate ± t_{df, 1−α/2} · SE · sqrt(n/(n−1))`` (the module docstring says why and which df)."""
+    n = min(a.shape[-1] for g in groups for a in g)
+    df = max(1, min(sum(a.shape[-1] for a in g) - len(g) for g in groups))
+    se = np.std(distribution, axis=-1, ddof=1) * math.sqrt(n / (n - 1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    if bias_correct:
+        estimate = 2 * estimate - np.mean(distribution, axis=-1)
+    return estimate, estimate - half, estimate + half
 
 
 def _interval(

@@ -10,11 +10,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.typing import ColorType
 
 from rlopt import atomic
 from rlopt.stats import Band, Interval
@@ -161,12 +163,12 @@ def aggregate(
         [np.where(np.isfinite(low), est - low, 0.0), np.where(np.isfinite(high), high - est, 0.0)]
     )
     for k, label in enumerate(labels):
-        colour = palette[label] if palette and label in palette else "tab:blue"
+        colour = cast(ColorType, palette[label] if palette and label in palette else "tab:blue")
         ax.errorbar(est[k], y[k], xerr=err[:, k : k + 1], fmt="o", color=colour, ecolor=colour, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
     if palette:
         for tick, label in zip(ax.get_yticklabels(), labels, strict=True):
-            tick.set_color(palette.get(label, "black"))
+            tick.set_color(cast(ColorType, palette.get(label, "black")))
     ax.set(title=title, xlabel=xlabel)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

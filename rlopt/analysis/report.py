@@ -169,7 +169,25 @@ def write_report(
     boot = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
     study = records[0].study if records else "(no runs)"
     w = _Writer(out)
-    w.add(f"# {title or f'rlopt report: {study}'}")
+    _header(w, title or f"rlopt report: {study}", census, partial, planned_runs)
+    verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
+    usable = [r for r in records if is_usable(r)]
+    arms = _runs_by_setting(records)
+    _budget(w, records, usable, arms, census, normaliser, command, boot)
+    w.add(verdicts_markdown(verdicts))
+    if usable:
+        _results(w, arms, usable, normaliser, boot)
+    _in_progress(w, records)
+    _excluded_runs(w, records)
+    md_path = out / "report.md"
+    atomic.write_text(md_path, w.markdown())
+    atomic.write_text(out / "report.html", _html(w.markdown(), out, title or f"rlopt report: {study}"))
+    return md_path
+
+
+def _header(w: _Writer, title: str, census: RunCensus, partial: bool, planned_runs: int | None) -> None:
+    """The title, and what the reader must know before any number: partial data, runs left out."""
+    w.add(f"# {title}")
     if partial:
         of_planned = f"partial: {census.usable} of {planned_runs} runs" if planned_runs is not None else ""
         w.add(
@@ -180,32 +198,29 @@ def write_report(
     excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed", "duplicate"))
     if excluded:
         w.add(
-            f"> {excluded} run(s) are left out of every statistic and listed under \"Runs left out\": "
+            f'> {excluded} run(s) are left out of every statistic and listed under "Runs left out": '
             "only runs that finished in a complete trial count, one per (setting, task, seed). Pruning "
             "removes poor runs, so an arm that lost runs to it may look better than it is."
         )
 
-    verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
-    usable = [r for r in records if is_usable(r)]
-    arms = _runs_by_setting(records)
-    _budget(w, records, usable, arms, census, normaliser, command, boot)
-    w.add(verdicts_markdown(verdicts))
-    if usable:
-        aggregates = _aggregate(w, arms, normaliser, boot)
-        shown = sorted(arms, key=lambda a: -_finite_or(aggregates.get(a), -math.inf))[:MAX_ARMS_IN_FIGURES]
-        shown = [a for a in arms if a in shown]
-        palette = plots.colours(list(arms))
-        _sample_efficiency(w, arms, shown, normaliser, palette, boot)
-        _per_task(w, arms, shown, palette, boot)
-        _poi_and_profiles(w, arms, shown, normaliser, palette, boot)
-        _beta_grid(w, usable, normaliser, boot)
-        _stability(w, arms, normaliser, boot)
-    _in_progress(w, records)
-    _excluded_runs(w, records)
-    md_path = out / "report.md"
-    atomic.write_text(md_path, w.markdown())
-    atomic.write_text(out / "report.html", _html(w.markdown(), out, title or f"rlopt report: {study}"))
-    return md_path
+
+def _results(
+    w: _Writer,
+    arms: Mapping[str, _SettingRuns],
+    usable: Sequence[RunLike],
+    normaliser: Normaliser,
+    boot: Mapping[str, Any],
+) -> None:
+    """The figures and tables of the finished runs; figures show the best MAX_ARMS_IN_FIGURES arms."""
+    aggregates = _aggregate(w, arms, normaliser, boot)
+    shown = sorted(arms, key=lambda a: -_finite_or(aggregates.get(a), -math.inf))[:MAX_ARMS_IN_FIGURES]
+    shown = [a for a in arms if a in shown]
+    palette = plots.colours(list(arms))
+    _sample_efficiency(w, arms, shown, normaliser, palette, boot)
+    _per_task(w, arms, shown, palette, boot)
+    _poi_and_profiles(w, arms, shown, normaliser, palette, boot)
+    _beta_grid(w, usable, normaliser, boot)
+    _stability(w, arms, normaliser, boot)
 
 
 def _finite_or(interval: stats.Interval | None, default: float) -> float:
@@ -235,8 +250,11 @@ def _budget(
         f"- seeds ({len(seeds)}): {', '.join(map(str, seeds)) or 'none'}",
         f"- settings ({len(arms)}) of {len(optimizers)} optimizer(s): {', '.join(optimizers) or 'none'}",
         f"- timesteps per run: {_number_range(planned) + ' (run configs)' if planned else 'not recorded'}; "
-        + (f"last evaluation of the finished runs at {_number_range(reached)} steps" if reached
-           else "no run has finished yet"),
+        + (
+            f"last evaluation of the finished runs at {_number_range(reached)} steps"
+            if reached
+            else "no run has finished yet"
+        ),
         f"- finished runs per cell (setting × task): {_number_range(cells) if cells else 'none'}",
         f"- command: `{command}`" if command else "- command: not recorded",
         f"- normalised scores: {normaliser.source}",
@@ -499,9 +517,7 @@ def _beta_grid(
             fixed.append((optimizer, betas[0], runs))
             continue
         if len(varying) == 1:
-            sweeps.setdefault(varying[0], []).append(
-                (optimizer, [float(b[varying[0]]) for b in betas], runs)
-            )
+            sweeps.setdefault(varying[0], []).append((optimizer, [float(b[varying[0]]) for b in betas], runs))
             continue
         if len(varying) != 2:
             continue
@@ -530,8 +546,11 @@ def _beta_grid(
         # an optimizer run at one set of betas (e.g. at its defaults) is a single point on the sweep of
         # the optimizers that vary this beta, when its betas are of the same kind (same count)
         width = len(record_value(entries[0][2][0], "betas"))
-        entries += [(f"{optimizer} (one setting)", [float(b[index])] * len(runs), runs)
-                    for optimizer, b, runs in fixed if len(b) == width]
+        entries += [
+            (f"{optimizer} (one setting)", [float(b[index])] * len(runs), runs)
+            for optimizer, b, runs in fixed
+            if len(b) == width
+        ]
     w.add("## β grid")
     for index, entries in sorted(sweeps.items()):
         _beta_sweep(w, index, entries, normaliser, boot)
@@ -577,8 +596,12 @@ def _beta_sweep(
         f"IQM of the normalised final return and of the normalised area under the curve at each {name}, "
         f"a line per optimizer, with {confidence:.0%} stratified-bootstrap intervals (runs pooled over "
         "tasks, seeds and any other setting that varies)"
-        + ("; an optimizer run at one setting only is a single point at its own "
-           f"{name}, marked \"(one setting)\"" if any(len(set(v)) == 1 for _, v, _ in entries) else "")
+        + (
+            "; an optimizer run at one setting only is a single point at its own "
+            f'{name}, marked "(one setting)"'
+            if any(len(set(v)) == 1 for _, v, _ in entries)
+            else ""
+        )
         + ".",
     )
 
@@ -639,10 +662,14 @@ def _in_progress(w: _Writer, records: Sequence[RunLike]) -> None:
         return
     n = sum(len(v) for v in panels.values())
     w.add("## Runs in progress")
-    path = plots.run_lines(panels, w.out_dir / "in_progress.png", title=f"{n} run(s) still training",
-                           ylabel="eval return")
-    w.figure(path, "Evaluations so far of the runs still training, one line per run; they enter the "
-             "statistics above once they finish in a complete trial.")
+    path = plots.run_lines(
+        panels, w.out_dir / "in_progress.png", title=f"{n} run(s) still training", ylabel="eval return"
+    )
+    w.figure(
+        path,
+        "Evaluations so far of the runs still training, one line per run; they enter the "
+        "statistics above once they finish in a complete trial.",
+    )
 
 
 def _excluded_runs(w: _Writer, records: Sequence[RunLike], limit: int = 50) -> None:

@@ -228,7 +228,7 @@ def run_score(record: RunLike, metric: str) -> float:
     if value is not None and run_state(record) != "diverged":
         return value
     _, returns = _finite_curve(record)
-    return run_metric(metric, returns) if len(returns) else math.nan
+    return run_metric(metric, returns.tolist()) if len(returns) else math.nan
 
 
 @dataclass(frozen=True)

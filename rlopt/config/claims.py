@@ -232,69 +232,13 @@ class Claim:
         Raises:
             ConfigError: naming the bad key or value and what would be accepted.
         """
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where} must be a mapping with keys {', '.join(CLAIM_KEYS)}, got {d!r}")
-        unknown = [k for k in d if k not in CLAIM_KEYS]
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(CLAIM_KEYS)}")
-        for key in ("statement", "source", "kind", "candidate"):
-            if d.get(key) in (None, ""):
-                raise ConfigError(
-                    f"{where}: missing {key!r} (required keys: statement, source, kind, candidate)"
-                )
-        for key in ("statement", "source", "paper_says"):
-            if key in d and not isinstance(d[key], str):
-                raise ConfigError(f"{where}.{key} must be text, got {d[key]!r}")
-        kind = d["kind"]
-        if kind not in KINDS:
-            raise ConfigError(f"{where}.kind: {kind!r} is not one of: {', '.join(KINDS)}")
-        metric = d.get("metric", KINDS[kind][0])
-        if metric not in KINDS[kind]:
-            raise ConfigError(
-                f"{where}.metric: {metric!r} is not accepted for kind {kind!r}; "
-                f"accepted: {', '.join(KINDS[kind])}"
-            )
+        _check_claim_keys(d, where)
+        kind, metric = _parse_kind_and_metric(d, where)
         candidate = Selector.from_config(d["candidate"], f"{where}.candidate")
         baseline = Selector.from_config(d["baseline"], f"{where}.baseline") if d.get("baseline") else None
         if baseline is None and kind != "robust":
             raise ConfigError(f"{where}: kind {kind!r} needs a 'baseline' selector, e.g. {{optimizer: adam}}")
-        margin = _parse_margin(d, where, kind, baseline)
-        group_by = d.get("group_by", DEFAULT_GROUP_BY.get(kind))
-        if kind not in DEFAULT_GROUP_BY and "group_by" in d:
-            raise ConfigError(
-                f"{where}.group_by is not used by kind {kind!r}; it applies to: robust, closest_curves"
-            )
-        if group_by is not None and (not isinstance(group_by, str) or not group_by):
-            raise ConfigError(
-                f"{where}.group_by must be a selector key such as 'setting' or 'kappa', got {group_by!r}"
-            )
-        confidence = _number(
-            f"{where}.confidence",
-            d.get("confidence", DEFAULT_CONFIDENCE),
-            lambda c: 0 < c < 1,
-            "a number in (0, 1) such as 0.95",
-        )
-        min_runs = _number(
-            f"{where}.min_runs",
-            d.get("min_runs", DEFAULT_MIN_RUNS),
-            lambda n: n >= 2,
-            "an integer >= 2",
-            integer=True,
-        )
-        min_gain = _number(
-            f"{where}.min_gain",
-            d.get("min_gain", DEFAULT_MIN_GAIN),
-            lambda g: 0 <= g < 1,
-            "a number in [0, 1) (normalised-score units)",
-        )
-        paper = d.get("paper_timesteps")
-        if paper is not None:
-            _number(
-                f"{where}.paper_timesteps",
-                paper,
-                lambda p: 0 < p < math.inf,
-                "a positive number of env steps per run",
-            )
+        confidence, min_runs, min_gain, paper = _parse_decision_options(d, where)
         return cls(
             statement=d["statement"].strip(),
             source=d["source"].strip(),
@@ -302,13 +246,13 @@ class Claim:
             candidate=candidate,
             baseline=baseline,
             metric=metric,
-            margin=margin,
-            group_by=group_by,
+            margin=_parse_margin(d, where, kind, baseline),
+            group_by=_parse_group_by(d, where, kind),
             paper_says=str(d.get("paper_says", "")).strip(),
-            confidence=float(confidence),
+            confidence=confidence,
             min_runs=min_runs,
-            min_gain=float(min_gain),
-            paper_timesteps=None if paper is None else int(paper),
+            min_gain=min_gain,
+            paper_timesteps=paper,
         )
 
     def check_keys(self, records: Sequence[Selectable]) -> None:
@@ -324,6 +268,81 @@ class Claim:
                 raise ConfigError(
                     f"claim key {key!r} matches no run; runs have: {', '.join(RECORD_FIELDS + tuple(params))}"
                 )
+
+
+def _check_claim_keys(d: Any, where: str) -> None:
+    """A mapping of known keys, with the required ones present and the text ones text."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(CLAIM_KEYS)}, got {d!r}")
+    unknown = [k for k in d if k not in CLAIM_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(CLAIM_KEYS)}")
+    for key in ("statement", "source", "kind", "candidate"):
+        if d.get(key) in (None, ""):
+            raise ConfigError(f"{where}: missing {key!r} (required keys: statement, source, kind, candidate)")
+    for key in ("statement", "source", "paper_says"):
+        if key in d and not isinstance(d[key], str):
+            raise ConfigError(f"{where}.{key} must be text, got {d[key]!r}")
+
+
+def _parse_kind_and_metric(d: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """``kind`` (one of KINDS) and its ``metric`` (the kind's first metric by default)."""
+    kind = d["kind"]
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of: {', '.join(KINDS)}")
+    metric = d.get("metric", KINDS[kind][0])
+    if metric not in KINDS[kind]:
+        raise ConfigError(
+            f"{where}.metric: {metric!r} is not accepted for kind {kind!r}; "
+            f"accepted: {', '.join(KINDS[kind])}"
+        )
+    return kind, metric
+
+
+def _parse_group_by(d: Mapping[str, Any], where: str, kind: str) -> str | None:
+    """``group_by``: a selector key, defaulted for the kinds that group (robust, closest_curves) only."""
+    group_by = d.get("group_by", DEFAULT_GROUP_BY.get(kind))
+    if kind not in DEFAULT_GROUP_BY and "group_by" in d:
+        raise ConfigError(
+            f"{where}.group_by is not used by kind {kind!r}; it applies to: robust, closest_curves"
+        )
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise ConfigError(
+            f"{where}.group_by must be a selector key such as 'setting' or 'kappa', got {group_by!r}"
+        )
+    return group_by
+
+
+def _parse_decision_options(d: Mapping[str, Any], where: str) -> tuple[float, int, float, int | None]:
+    """``(confidence, min_runs, min_gain, paper_timesteps)``, defaulted and range-checked."""
+    confidence = _number(
+        f"{where}.confidence",
+        d.get("confidence", DEFAULT_CONFIDENCE),
+        lambda c: 0 < c < 1,
+        "a number in (0, 1) such as 0.95",
+    )
+    min_runs = _number(
+        f"{where}.min_runs",
+        d.get("min_runs", DEFAULT_MIN_RUNS),
+        lambda n: n >= 2,
+        "an integer >= 2",
+        integer=True,
+    )
+    min_gain = _number(
+        f"{where}.min_gain",
+        d.get("min_gain", DEFAULT_MIN_GAIN),
+        lambda g: 0 <= g < 1,
+        "a number in [0, 1) (normalised-score units)",
+    )
+    paper = d.get("paper_timesteps")
+    if paper is not None:
+        _number(
+            f"{where}.paper_timesteps",
+            paper,
+            lambda p: 0 < p < math.inf,
+            "a positive number of env steps per run",
+        )
+    return float(confidence), min_runs, float(min_gain), None if paper is None else int(paper)
 
 
 def _parse_margin(d: Mapping[str, Any], where: str, kind: str, baseline: Selector | None) -> float | None:
