@@ -55,7 +55,9 @@ def _params(trial: FrozenTrial, config: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _records(study: str, trial: FrozenTrial, study_dir: Path) -> list[RunRecord]:
+def _records(study: str, trial: FrozenTrial, study_dir: Path, extended: bool = False) -> list[RunRecord]:
+    """The runs of ``trial`` found on disk; ``extended``: a later trial extends it to more seeds
+    (:mod:`rlopt.study.looks`) and has taken its runs, so a missing folder is expected."""
     attrs = trial.user_attrs
     run_dirs = attrs.get("run_dirs") or []
     pairs = [(task, seed) for task in attrs.get("tasks", []) for seed in attrs.get("seeds", [])]
@@ -64,7 +66,7 @@ def _records(study: str, trial: FrozenTrial, study_dir: Path) -> list[RunRecord]
         run_dir = study_dir / relative
         if not run_dir.is_dir():
             # A running trial may not have started this run yet; a failed one may have died before.
-            if trial.state.is_finished() and trial.state != TrialState.FAIL:
+            if trial.state.is_finished() and trial.state != TrialState.FAIL and not extended:
                 log.warning("%s: run folder %s of trial %d is not here (run on another machine?)",
                             study, run_dir, trial.number)
             continue
@@ -103,8 +105,10 @@ def load_runs(study_dir: str | Path, storage: str | None = None) -> list[RunReco
     opened = open_study(Path(study_dir), storage)
     records: list[RunRecord] = []
     for _, study in opened.arms.items():
-        for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        extended = {t.system_attrs.get("extends") for t in trials}
+        for trial in trials:
             if trial.state == TrialState.WAITING:
                 continue
-            records.extend(_records(opened.name, trial, opened.study_dir))
+            records.extend(_records(opened.name, trial, opened.study_dir, trial.number in extended))
     return records

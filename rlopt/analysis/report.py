@@ -137,6 +137,7 @@ def write_report(
     seed: int = 0,
     confidence: float = stats.DEFAULT_CONFIDENCE,
     planned_runs: int | None = None,
+    note: str | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html`` and the figures of a study into ``out_dir``.
 
@@ -152,6 +153,8 @@ def write_report(
         n_resamples: Bootstrap resamples for every interval.
         seed: Bootstrap seed (same data and seed give the same report).
         confidence: Confidence level of the intervals in the tables and figures.
+        planned_runs: Runs the study asks for (the report says partial while fewer are usable).
+        note: A line on how the study was run, shown under the title (e.g. its sequential looks).
 
     Returns:
         The path of ``report.md``.
@@ -170,6 +173,8 @@ def write_report(
     study = records[0].study if records else "(no runs)"
     w = _Writer(out)
     _header(w, title or f"rlopt report: {study}", census, partial, planned_runs)
+    if note:
+        w.add(f"> {note}.")
     verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
     usable = [r for r in records if is_usable(r)]
     arms = _runs_by_setting(records)

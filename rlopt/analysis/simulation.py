@@ -42,7 +42,7 @@ import numpy as np
 from rlopt import stats
 from rlopt.analysis.scores import Normaliser
 from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Verdict, evaluate
-from rlopt.config.claims import Claim
+from rlopt.config.claims import Claim, claims_at_looks
 from rlopt.records import RunRecord
 
 TASK_FLOORS = {"Cheetah": 0.0, "Ant": 0.2}
@@ -535,8 +535,7 @@ def sequential_verdict(
         seed: Bootstrap seed.
         seeds_of: ``(runs, n) -> runs`` of the first ``n`` seeds of each cell.
     """
-    per_look = 1.0 - (1.0 - claim.confidence) / len(looks)
-    adjusted = replace(claim, confidence=per_look)
+    (adjusted,) = claims_at_looks([claim], len(looks))
     verdict = None
     for j, n in enumerate(looks):
         verdict = evaluate(

@@ -379,7 +379,7 @@ class Rule(ABC):
                 f"{reason}, but the smallest cell has {smallest} finished run(s) (min_runs {claim.min_runs})"
             )
             outcome = INCONCLUSIVE
-        conf = f"{claim.confidence:.0%} CI"
+        conf = f"{claim.confidence * 100:.4g}% CI"  # 95% CI; 98.33% at the per-look level of 3 looks
         budget, sub = budget_of(claim, cells.runs())
         return Verdict(
             claim,

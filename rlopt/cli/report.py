@@ -62,19 +62,36 @@ def recorded_command(study_dir: Path, records: Sequence[Any]) -> str | None:
     return seen[0] if len(seen) == 1 else " ; ".join(seen[:3]) + (" ; ..." if len(seen) > 3 else "")
 
 
-def _planned_runs(study_file: Any) -> int | None:
-    """Runs the study file asks for (trials per arm x tasks x seeds); None when it cannot say."""
+def _load_spec(study_file: Any) -> Any:
+    """The validated study file, or None when there is none or it no longer validates."""
     if study_file is None:
         return None
     from rlopt.config.study import load_spec
 
     try:
-        spec = load_spec(study_file)
+        return load_spec(study_file)
     except ValueError:
         return None
-    if spec.sampler.name != "grid":
+
+
+def _planned_runs(spec: Any, look: int) -> int | None:
+    """Runs the study file asks for (trials per arm x tasks x seeds, at ``look`` for sequential seeds);
+    None when it cannot say."""
+    if spec is None or spec.sampler.name != "grid":
         return None  # a search's trial count is a budget, not a set of cells
-    return spec.planned_runs()
+    return (spec.at_look(look) if spec.seed_looks else spec).planned_runs()
+
+
+def _look(study_dir: Path, storage: str | None) -> tuple[int, str | None]:
+    """The look a sequential study is at, and a line on how its looks went."""
+    from rlopt.study import looks
+    from rlopt.study.status import open_study
+
+    first = next(iter(open_study(study_dir, storage).arms.values()))
+    judged = looks.history(first)
+    done = "; ".join(f"look {h['look'] + 1} ({h['seeds']} seeds per cell): {', '.join(h['outcomes'])}"
+                     for h in judged)
+    return looks.current_look(first), done or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{study_file}: expected a mapping at the top of the study file")
     claims = claims_from_config(spec.get("claim"), where=f"{study_file}: claim")
     records = load_runs(study_dir, args.storage)
+    validated, look, note = _load_spec(study_file), 0, None
+    if validated is not None and validated.seed_looks:  # sequential seeds: error spent over the looks
+        from rlopt.config.claims import claims_at_looks
+
+        claims = claims_at_looks(claims, len(validated.seed_looks))
+        look, judged = _look(study_dir, args.storage)
+        note = (f"Sequential seeds: looks at {', '.join(map(str, validated.seed_looks))} seeds per cell, "
+                f"each verdict's interval at the per-look confidence (Bonferroni over "
+                f"{len(validated.seed_looks)} looks)" + (f"; {judged}" if judged else ""))
     out = args.out or study_dir / "report"
     path = write_report(
         records,
@@ -109,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         command=recorded_command(study_dir, records),
         n_resamples=args.resamples,
         seed=args.seed,
-        planned_runs=_planned_runs(study_file),
+        planned_runs=_planned_runs(validated, look),
+        note=note,
     )
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from rlopt.errors import ConfigError
@@ -379,3 +379,18 @@ def claims_from_config(value: Any, where: str = "claim") -> tuple[Claim, ...]:
     if isinstance(value, list):
         return tuple(Claim.from_dict(d, f"{where}[{i}]") for i, d in enumerate(value))
     return (Claim.from_dict(value, where),)
+
+
+def per_look_confidence(confidence: float, looks: int) -> float:
+    """The confidence of each look's interval in a sequential design of ``looks`` planned looks:
+    ``1 − (1 − confidence)/looks``, so each side's error ``(1 − confidence)/2`` is split evenly over the
+    looks (Bonferroni): the chance of a false verdict at any look is at most the fixed design's,
+    whatever the looks' correlation (:mod:`rlopt.study.looks`, ``rlopt.analysis.simulation``)."""
+    return 1.0 - (1.0 - confidence) / looks
+
+
+def claims_at_looks(claims: Sequence[Claim], looks: int) -> tuple[Claim, ...]:
+    """``claims`` with their confidence spent over ``looks`` looks (the same claims when ``looks`` <= 1)."""
+    if looks <= 1:
+        return tuple(claims)
+    return tuple(replace(c, confidence=per_look_confidence(c.confidence, looks)) for c in claims)

@@ -9,7 +9,8 @@ touching code. Every key, with its default::
     algorithm: ppo                    # ppo | sac
     tasks: [HalfCheetah-v5]           # Gymnasium ids ...
     suite: mujoco                     # ... or a suite of envs/ (its budgets and reference scores)
-    seeds: 3                          # a count (seeds 0..n-1) or a list of seeds; each trial runs all
+    seeds: 3                          # a count (seeds 0..n-1) or a list of seeds; each trial runs all;
+                                      # or {initial: 5, max: 15, step: 5}: sequential seeds (SeedLooks)
     timesteps: 100000                 # per run; default with a suite: each task's budget
     evaluation: {every: 10000, episodes: 5}   # default with a suite: each task's schedule
     n_envs: 1                         # default: the agent file's
@@ -53,7 +54,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,9 @@ class StudySpec:
     save_model: bool
     data: Mapping[str, Any]
     """The file's data as read (recorded with the study)."""
+    seed_looks: tuple[int, ...] = ()
+    """Sequential seeds (``seeds: {initial, max, step}``): the seeds per cell at each look, increasing,
+    the last ``len(seeds)``; empty for a fixed set of seeds. See :mod:`rlopt.study.looks`."""
 
     def arm(self, label: str) -> Arm:
         for arm in self.arms:
@@ -264,6 +268,11 @@ class StudySpec:
         out = {k: self.data.get(k) for k in keep}
         out["sampler"] = self.sampler.name
         return out
+
+    def at_look(self, look: int) -> StudySpec:
+        """The study as its workers run it at look ``look`` of :attr:`seed_looks`: the first
+        ``seed_looks[look]`` seeds."""
+        return replace(self, seeds=self.seeds[: self.seed_looks[look]])
 
 
 class Where:
@@ -595,7 +604,29 @@ def _bounded(where: Where, value: Any, minimum: int, maximum: int, what: str) ->
     return number
 
 
-def _parse_seeds(where: Where, value: Any) -> tuple[int, ...]:
+SEED_LOOK_KEYS = ("initial", "max", "step")
+
+
+def _parse_seeds(where: Where, value: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(seeds, looks)``: a count or list of seeds (no looks), or ``{initial, max, step}`` (seeds
+    ``0..max-1``, looks at ``initial, initial + step, ..., max``)."""
+    if isinstance(value, Mapping):
+        _mapping(where, value, SEED_LOOK_KEYS)
+        for key in SEED_LOOK_KEYS:
+            if key not in value:
+                raise where.error(
+                    f"missing {key!r} (accepted: {{initial: 5, max: 15, step: 5}}: seeds per cell at the "
+                    "first look, at most, and added per look)"
+                )
+        initial = _bounded(where / "initial", value["initial"], 2, MAX_SEEDS, "seeds at the first look")
+        most = _bounded(where / "max", value["max"], initial, MAX_SEEDS, "seeds per cell, at least initial")
+        step = _bounded(where / "step", value["step"], 1, MAX_SEEDS, "seeds added per look")
+        looks = (*range(initial, most, step), most)
+        return tuple(range(most)), looks
+    return _parse_seed_list(where, value), ()
+
+
+def _parse_seed_list(where: Where, value: Any) -> tuple[int, ...]:
     if isinstance(value, list):
         if not value:
             raise where.error("an empty list is not accepted (accepted: a count >= 1 or a list of seeds)")
@@ -656,7 +687,7 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
     except ConfigError as exc:
         raise (top / "algorithm").error(str(exc)) from exc
     tasks, suite = _parse_tasks(top, data)
-    seeds = _parse_seeds(top / "seeds", data["seeds"])
+    seeds, seed_looks = _parse_seeds(top / "seeds", data["seeds"])
     timesteps, evaluation = _parse_budget(top, data, suite)
     n_envs = _int(top / "n_envs", data["n_envs"]) if data.get("n_envs") is not None else None
     device = _text(top / "device", data.get("device", "cpu"))
@@ -680,10 +711,25 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
         suite=suite, seeds=seeds, timesteps=timesteps, evaluation=evaluation, n_envs=n_envs, device=device,
         overrides=overrides, arms=arms, objective=objective, sampler=sampler, pruner=pruner,
         n_trials=n_trials, fairness=fairness, storage=storage, heartbeat=heartbeat,
-        parallel_runs=parallel_runs, save_model=save_model, data=dict(data),
+        parallel_runs=parallel_runs, save_model=save_model, data=dict(data), seed_looks=seed_looks,
     )
     _check_claim_arms(top / "claim", spec)
+    if seed_looks:
+        _check_sequential(top / "seeds", spec)
     return spec
+
+
+def _check_sequential(where: Where, spec: StudySpec) -> None:
+    """Sequential seeds stop when the claim is decided, extend the same cells, and score every look."""
+    if not spec.claim:
+        raise where.error("sequential seeds need a 'claim:' section, whose verdict decides when to stop "
+                          "(accepted: a count or list of seeds without one)")
+    if spec.sampler.name != "grid":
+        raise where.error(f"sequential seeds need sampler: grid, not {spec.sampler.name!r} (more seeds "
+                          "extend the same cells; a search's trials are not cells)")
+    if spec.pruner.name != "none":
+        raise where.error(f"sequential seeds need pruner: none, not {spec.pruner.name!r} (a pruned cell "
+                          "has no verdict to extend)")
 
 
 def _parse_budget(top: Where, data: Mapping[str, Any], suite: str | None) -> tuple[int | None, Evaluation]:

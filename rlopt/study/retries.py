@@ -126,7 +126,8 @@ def adopt_finished_runs(
 
     Args:
         study_dir: the study folder (run folders are relative to it).
-        trial: the retry (its ``retry_history`` names the trials it retries).
+        trial: the retry, or a cell's extension to more seeds (its ``retry_history`` names the trials
+            it retries or extends).
         study: the arm's Optuna study holding those trials.
         run_dirs: this trial's run folders, relative to ``study_dir``, one per (task, seed).
         expected: :func:`config_identity` of each of those runs' resolved config; a finished run is
@@ -146,10 +147,14 @@ def adopt_finished_runs(
         found = False
         for number in reversed(history):
             old = earlier.get(number)
-            old_dirs = old.user_attrs.get("run_dirs", []) if old is not None else []
-            if index >= len(old_dirs):
+            # Matched by folder name (<task>_seed<s>), not position: a cell extended to more seeds
+            # (rlopt.study.looks) has runs that the trials it extends did not have.
+            listed = old.user_attrs.get("run_dirs", []) if old is not None else []
+            old_dirs = {Path(d).name: d for d in listed}
+            if target.name not in old_dirs:
                 continue
-            source = study_dir / old_dirs[index]
+            old_dir = old_dirs[target.name]
+            source = study_dir / old_dir
             if source == target or not finished_run_state(source):
                 continue
             if _config_identity(source) != expected[index]:
@@ -158,7 +163,7 @@ def adopt_finished_runs(
             if target.exists():
                 _discard(target)
             source.rename(target)
-            log.info("reusing the finished run %s (from trial %d) as %s", old_dirs[index], number, relative)
+            log.info("reusing the finished run %s (from trial %d) as %s", old_dir, number, relative)
             found = True
             break
         adopted.append(found)

@@ -11,12 +11,14 @@ finished trials are kept, and ``n_trials`` is the total per arm, not an addition
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import multiprocessing as mp
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -173,7 +175,8 @@ class StudyOutcome:
 
 
 def study_outcome(spec: StudySpec, url: str) -> StudyOutcome:
-    """Read from the storage what the study has finished and what it lacks."""
+    """Read from the storage what the study has finished and what it lacks (a trial of a sequential
+    study's earlier look, with fewer seeds than ``spec.seeds``, is not finished)."""
     from rlopt.study.retries import retried_numbers
 
     storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
@@ -186,7 +189,12 @@ def study_outcome(spec: StudySpec, url: str) -> StudyOutcome:
             ).get_trials(deepcopy=False)
             retried = retried_numbers(trials)
             planned += spec.trials_for(arm)
-            finished += sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            finished += sum(
+                t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and t.number not in retried  # a cell extended to more seeds (rlopt.study.looks)
+                and len(t.user_attrs.get("seeds", spec.seeds)) >= len(spec.seeds)
+                for t in trials
+            )
             missing.extend(
                 f"{arm.label}: {t.user_attrs.get('setting', t.number)} "
                 f"({t.user_attrs.get('reason') or 'its worker stopped sending heartbeats'})"
@@ -231,20 +239,69 @@ def run_study(
     location = locate(spec, storage, runs_dir)
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
+    parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
+    if spec.seed_looks:
+        return location, _run_looks(spec, location, workers, parallel)
     before = study_outcome(spec, location.url)
     if before.complete:  # nothing to run: say so without starting any worker
         return location, replace(before, already=True)
-    parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
-    log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s",
-             spec.name, location.study_dir, redact(location.url), workers, parallel,
-             ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms))
+    return location, _run_once(spec, location, workers, parallel)
+
+
+def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> StudyOutcome:
+    """Run workers until every trial of ``spec`` has finished or is out of retries."""
+    log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s; "
+             "%d seed(s)", spec.name, location.study_dir, redact(location.url), workers, parallel,
+             ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms), len(spec.seeds))
     failed = _run_workers(spec, location, workers, parallel)
     outcome = study_outcome(spec, location.url)
     if failed and outcome.complete:
         log.warning("%s exited early, but the other workers finished every trial", ", ".join(failed))
     elif failed:
         log.error("%s exited with an error (see the log above)", ", ".join(failed))
-    return location, outcome
+    return outcome
+
+
+def _run_looks(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> StudyOutcome:
+    """Sequential seeds (:mod:`rlopt.study.looks`): run the look in progress, judge it, go on to the
+    next unless the claims are decided; resumes at the look the storage is at."""
+    from rlopt.study import looks
+    from rlopt.study.storage import claim_lock
+
+    ran = False
+    while True:
+        with _arm_studies(spec, location.url) as studies:
+            look, final = looks.current_look(studies[0]), looks.is_final(studies[0])
+        at_look = spec.at_look(look)
+        outcome = study_outcome(at_look, location.url)
+        if final:
+            return replace(outcome, already=not ran)
+        if not outcome.complete:
+            log.info("study %s: look %d of %d, %d seeds per cell", spec.name, look + 1, len(spec.seed_looks),
+                     len(at_look.seeds))
+            outcome = _run_once(at_look, location, workers, parallel)
+            ran = True
+            if not outcome.complete:
+                return outcome
+        result = looks.judge_look(spec, location.study_dir, location.url, look)
+        with claim_lock(location.url, spec.name), _arm_studies(spec, location.url) as studies:
+            recorded = looks.record_look(studies, result)
+        if recorded:
+            verdicts = "; ".join(f"{o} ({r})" for o, r in zip(result.outcomes, result.reasons, strict=True))
+            log.info("study %s: look %d (%d seeds per cell): %s%s", spec.name, look + 1, result.seeds,
+                     verdicts, "; stopping here" if result.final else "; extending every cell")
+
+
+@contextlib.contextmanager
+def _arm_studies(spec: StudySpec, url: str) -> Iterator[list[optuna.Study]]:
+    """Every arm's Optuna study, on a storage connection closed afterwards."""
+    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    try:
+        yield [optuna.load_study(study_name=arm_study_name(spec.name, a.label), storage=storage)
+               for a in spec.arms]
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
 
 
 def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> list[str]:

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rlopt.config.storage import check_url, redact
 from rlopt.config.study import DEFAULT_HEARTBEAT
 from rlopt.errors import ConfigError, first_line
+from rlopt.study import looks
 from rlopt.study.folder import DEFAULT_STORAGE, STUDY_JSON, STUDY_YAML, default_url, find_study_dir
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,14 @@ class OpenedStudy:
     heartbeat_ages: dict[int, float] = field(default_factory=dict)
 
     def trials(self) -> list[tuple[str, FrozenTrial]]:
-        return [(label, t) for label, study in self.arms.items() for t in study.get_trials(deepcopy=False)]
+        """Every trial by arm, less those a later trial extends to more seeds (:mod:`rlopt.study.looks`),
+        whose runs it took over."""
+        out = []
+        for label, study in self.arms.items():
+            trials = study.get_trials(deepcopy=False)
+            extended = {t.system_attrs.get("extends") for t in trials}
+            out += [(label, t) for t in trials if t.number not in extended]
+        return out
 
     def stale_for(self, trial: FrozenTrial) -> float | None:
         """Seconds since the last heartbeat of a RUNNING trial past its grace period, else None."""
@@ -214,6 +222,10 @@ def print_status(opened: OpenedStudy, console: Any = None, top: int = 5) -> dict
     others = "".join(f", {o} {totals[o]}" for o in OUTCOMES[1:] if totals[o])
     console.print(f"trials per arm: {', '.join(f'{k}: {v}' for k, v in targets.items())}; "
                   f"finished {finished}{others}")
+    if first is not None and looks.history(first):
+        console.print("sequential seeds: " + "; ".join(
+            f"look {h['look'] + 1} ({h['seeds']} seeds per cell) {', '.join(h['outcomes'])}"
+            for h in looks.history(first)) + ("; stopped" if looks.is_final(first) else ""), highlight=False)
     _print_progress(console, opened, trials, totals)
     _print_best(console, trials, str(attrs.get("objective", "objective")), top)
     _print_stale(console, opened, trials)

@@ -46,6 +46,7 @@ from optuna.trial import TrialState
 from rlopt.config.study import Arm, StudySpec
 from rlopt.errors import ConfigError
 from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
+from rlopt.study import looks
 from rlopt.study.objective import aggregate, run_value
 from rlopt.study.plan import resolved_hparams, run_keys, train_config, trial_folder
 from rlopt.study.pool import RunResult, execute_runs
@@ -163,10 +164,14 @@ class Worker:
         with claim_lock(self.url, self.spec.name):
             running_total = 0
             candidates = []
+            if self.spec.seed_looks and self._look_moved():
+                return None, 0  # another command judged this look: run_study starts the next one
             for arm in self.spec.arms:
                 study = self.studies[arm.label]
                 optuna.storages.fail_stale_trials(study)
                 queue_retries(study, self.invocation, self.spec.heartbeat.max_retry)
+                if self.spec.seed_looks:
+                    looks.queue_extensions(study, len(self.spec.seeds))
                 consumed, waiting, running = arm_counts(study.get_trials(deepcopy=False))
                 running_total += running
                 if waiting or consumed < self.spec.trials_for(arm):
@@ -187,6 +192,12 @@ class Worker:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             return Claimed(arm, study, trial, setting, heartbeat), running_total
+
+    def _look_moved(self) -> bool:
+        """Whether the study's look is no longer the one this worker runs (sequential seeds)."""
+        study = self.studies[self.spec.arms[0].label]
+        study_look = looks.current_look(study)
+        return looks.is_final(study) or self.spec.seed_looks[study_look] != len(self.spec.seeds)
 
     def _record_setting(self, trial: optuna.Trial, arm: Arm, setting: Setting) -> None:
         keys = run_keys(self.spec)
