@@ -16,8 +16,11 @@ compares the code, not the thread count (``scripts/bench_threads.py`` measures t
 
 Configurations are interleaved over ``--repeats`` rounds so that machine noise hits all of them alike.
 The table shows the median env steps per second of ``learn`` (setup excluded, evaluation included),
-its ratio to stock SB3 measured in the same run, and the median peak resident memory of the process
-and its ratio to stock SB3.
+its ratio to stock SB3 measured in the same run, the median seconds spent in ``optimizer.step`` over
+the whole run (every optimizer of the agent) and, of them, in the first FIRST_STEPS steps (where the
+compiled kernels compile: the rest is the steady-state cost of the update),
+and the median peak resident memory of the process and its ratio to stock SB3. The optimizer seconds
+vary less with machine load than the end-to-end rate, which SB3's rollouts and evaluation dominate.
 
 Usage:
     python scripts/bench_training.py --algo ppo --env HalfCheetah-v5 --timesteps 20000 --repeats 3
@@ -38,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+FIRST_STEPS = 10
+"""Optimizer steps reported apart: where the compiled kernels compile (each optimizer's first step)."""
 RLOPT_OPTIMIZERS = ("adam", "adopt", "adan", "adabelief", "adamssm", "dgclip")
 STOCK = "stock SB3"
 
@@ -114,12 +119,26 @@ def run_rlopt(args: argparse.Namespace, out: Path) -> tuple[float, str]:
     return summary.steps_per_s, kernel + (" (auto)" if recorded.get("fused_auto") else "")
 
 
+def _time_optimizer_steps() -> list[float]:
+    """Seconds of every ``optimizer.step`` of the process, from torch's global step hooks (they run for
+    every ``torch.optim.Optimizer``, stock and rlopt alike, compiling included)."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    durations: list[float] = []
+    started: list[float] = []
+    register_optimizer_step_pre_hook(lambda *_: started.append(time.perf_counter()))
+    register_optimizer_step_post_hook(lambda *_: durations.append(time.perf_counter() - started.pop()))
+    return durations
+
+
 def child(args: argparse.Namespace) -> None:
+    step_seconds = _time_optimizer_steps()
     with tempfile.TemporaryDirectory(prefix="rlopt-bench-") as tmp:
         rate, kernel = (run_stock(args, Path(tmp)), "torch Adam") if args.optimizer == STOCK else run_rlopt(
             args, Path(tmp))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"steps_per_s": rate, "peak_mb": peak_mb, "kernel": kernel}))
+    print(json.dumps({"steps_per_s": rate, "peak_mb": peak_mb, "kernel": kernel,
+                      "optimizer_s": sum(step_seconds), "first_steps_s": sum(step_seconds[:FIRST_STEPS])}))
 
 
 def measure(args: argparse.Namespace, optimizer: str) -> dict[str, Any]:
@@ -203,13 +222,15 @@ def main() -> None:
 
     base_rate, base_mem = median(STOCK, "steps_per_s"), median(STOCK, "peak_mb")
     table = Table(title=f"{args.algo.upper()} {args.env}: rlopt train vs stock SB3 (medians)")
-    columns = ("configuration", "kernel", "env steps/s", "ratio to stock", "peak RSS (MB)", "memory ratio")
+    columns = ("configuration", "kernel", "env steps/s", "ratio to stock", "optimizer steps (s)",
+               f"of which first {FIRST_STEPS}", "peak RSS (MB)", "memory ratio")
     for column in columns:
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for config in configs:
         rate, mem = median(config, "steps_per_s"), median(config, "peak_mb")
         label = config if config == STOCK else f"rlopt {config}"
         table.add_row(label, results[config][-1]["kernel"], f"{rate:,.0f}", f"{rate / base_rate:.2f}x",
+                      f"{median(config, 'optimizer_s'):,.2f}", f"{median(config, 'first_steps_s'):,.2f}",
                       f"{mem:,.0f}", f"{mem / base_mem:.2f}x")
     console.print(table)
 

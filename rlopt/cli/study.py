@@ -55,6 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
     from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from rlopt.analysis.look_verdicts import judge_look
     from rlopt.config.study import load_spec
     from rlopt.errors import ConfigError, StudyStopped
     from rlopt.study.run import run_study
@@ -74,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         location, outcome = run_study(spec, storage=args.storage, runs_dir=args.runs_dir,
                                       workers=args.workers, parallel_runs=args.parallel_runs, file=args.file,
-                                      command=_command_line(args))
+                                      command=_command_line(args), judge_look=judge_look)
     except (OSError, SQLAlchemyError, StorageInternalError) as exc:
         raise StudyStopped(f"study {spec.name} stopped: {_one_line(exc)}; finished trials are kept, and the "
                            "same command resumes once the storage and study folder can be written") from exc

@@ -13,7 +13,9 @@ spent: README, "Verdicts").
 How a look extends a cell: a WAITING copy of its trial is queued whose ``retry_history`` names it, as a
 retry of a failed trial does (:mod:`rlopt.study.retries`), so the copy moves in the runs the cell
 finished and trains only the new seeds; the extended trial no longer counts, as a retried one does not.
-The look in progress and each look's verdicts are user attributes of every arm's Optuna study
+The claims are judged by a function of the analysis layer that ``rlopt study run`` passes in
+(:func:`rlopt.analysis.look_verdicts.judge_look`: studies never import analysis). The look in progress
+and each look's verdicts are user attributes of every arm's Optuna study
 (:data:`LOOK_ATTR`, :data:`HISTORY_ATTR`), so workers on several machines share them.
 
 Written here because Optuna has no notion of a trial that grows; its samplers and storages do the rest.
@@ -24,14 +26,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-
-from rlopt.config.claims import claims_at_looks
-from rlopt.config.study import StudySpec
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +105,6 @@ class LookResult:
 
     def as_attr(self) -> dict[str, Any]:
         return {"look": self.look, "seeds": self.seeds, "outcomes": list(self.outcomes), "final": self.final}
-
-
-def judge_look(spec: StudySpec, study_dir: Path, url: str, look: int) -> LookResult:
-    """The claims' verdicts on the study's runs at ``look`` (intervals at the per-look confidence).
-
-    The study stops when no claim is inconclusive, or at the last look.
-    """
-    from rlopt.analysis.load import load_runs
-    from rlopt.analysis.scores import normaliser_for
-    from rlopt.analysis.verdict import INCONCLUSIVE
-    from rlopt.analysis.verdict_table import judge
-
-    claims = claims_at_looks(spec.claim, len(spec.seed_looks))
-    records = load_runs(study_dir, url)
-    verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
-    outcomes = tuple(v.outcome for v in verdicts)
-    final = look == len(spec.seed_looks) - 1 or INCONCLUSIVE not in outcomes
-    return LookResult(look, spec.seed_looks[look], outcomes, tuple(v.reason for v in verdicts), final)
 
 
 def record_look(studies: Sequence[optuna.Study], result: LookResult) -> bool:

@@ -153,12 +153,7 @@ def execute_runs(
 
     try:
         while pending or active:
-            while pending and len(active) < parallel and not stop.is_set():
-                index = pending.pop(0)
-                process = ctx.Process(target=_run_main, args=(configs[index], index, messages, stop),
-                                      name=f"run-{index}", daemon=True)
-                process.start()
-                active[index] = process
+            _start_runs(ctx, configs, pending, active, parallel, messages, stop)
             if stop.is_set():
                 for index in pending:
                     results[index].status = "skipped"
@@ -166,20 +161,7 @@ def execute_runs(
                 pending.clear()
             with contextlib.suppress(queue_module.Empty):
                 handle(messages.get(timeout=POLL_S))
-            for index, process in list(active.items()):
-                if process.is_alive():
-                    continue
-                while not results[index].finished:
-                    try:
-                        handle(messages.get(timeout=POLL_S))
-                    except queue_module.Empty:
-                        break
-                if not results[index].finished:
-                    results[index].status = "failed"
-                    results[index].reason = f"run process died (exit code {process.exitcode})"
-                    stop.set()
-                process.join()
-                del active[index]
+            _reap_ended(active, results, messages, handle, stop)
     except BaseException:
         stop.set()
         _stop_all(active)
@@ -187,6 +169,41 @@ def execute_runs(
     finally:
         messages.close()
     return results
+
+
+def _start_runs(
+    ctx: Any, configs: Sequence[Any], pending: list[int], active: dict[int, Any], parallel: int,
+    messages: Any, stop: Any,
+) -> None:
+    """Start pending runs (in order) until ``parallel`` are alive, unless the trial is stopping."""
+    while pending and len(active) < parallel and not stop.is_set():
+        index = pending.pop(0)
+        process = ctx.Process(target=_run_main, args=(configs[index], index, messages, stop),
+                              name=f"run-{index}", daemon=True)
+        process.start()
+        active[index] = process
+
+
+def _reap_ended(
+    active: dict[int, Any], results: list[RunResult], messages: Any,
+    handle: Callable[[tuple[Any, ...]], None], stop: Any,
+) -> None:
+    """Join the run processes that ended: drain what they sent, and fail (stopping the trial) any that
+    died before saying how it ended."""
+    for index, process in list(active.items()):
+        if process.is_alive():
+            continue
+        while not results[index].finished:
+            try:
+                handle(messages.get(timeout=POLL_S))
+            except queue_module.Empty:
+                break
+        if not results[index].finished:
+            results[index].status = "failed"
+            results[index].reason = f"run process died (exit code {process.exitcode})"
+            stop.set()
+        process.join()
+        del active[index]
 
 
 def _stop_all(active: dict[int, Any]) -> None:

@@ -18,10 +18,10 @@ import logging
 import multiprocessing as mp
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -35,7 +35,13 @@ from rlopt.study.pool import exit_with_parent
 from rlopt.study.storage import check_reachable, existing_study_names, open_storage
 from rlopt.study.worker import Worker, arm_study_name, default_parallel_runs
 
+if TYPE_CHECKING:
+    from rlopt.study.looks import LookResult
+
 log = logging.getLogger(__name__)
+
+LookJudge = Callable[[StudySpec, Path, str, int], "LookResult"]
+"""``(spec, study_dir, url, look) -> LookResult``: the claims' verdicts at a look of sequential seeds."""
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
@@ -215,6 +221,7 @@ def run_study(
     parallel_runs: int | None = None,
     file: str | None = None,
     command: str | None = None,
+    judge_look: LookJudge | None = None,
 ) -> tuple[StudyLocation, StudyOutcome]:
     """Run (or resume) ``spec`` until every arm has its trials finished (or out of retries).
 
@@ -226,6 +233,9 @@ def run_study(
         parallel_runs: runs of one trial at once per worker (default: the file's, else cores / workers).
         file: how the study file is named in error messages.
         command: the command line, recorded in the study folder.
+        judge_look: for sequential seeds, ``(spec, study_dir, url, look) -> LookResult``: the claims'
+            verdicts at a look (``rlopt study run`` passes
+            :func:`rlopt.analysis.look_verdicts.judge_look`).
 
     Returns:
         The study's folder and storage, and what it has finished and still lacks (read from the storage
@@ -236,12 +246,16 @@ def run_study(
     """
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not accepted (accepted: an integer >= 1)")
+    if spec.seed_looks and judge_look is None:
+        raise ValueError("a study with sequential seeds needs judge_look "
+                         "(rlopt.analysis.look_verdicts.judge_look)")
     location = locate(spec, storage, runs_dir)
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
     parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
     if spec.seed_looks:
-        return location, _run_looks(spec, location, workers, parallel)
+        assert judge_look is not None
+        return location, _run_looks(spec, location, workers, parallel, judge_look)
     before = study_outcome(spec, location.url)
     if before.complete:  # nothing to run: say so without starting any worker
         return location, replace(before, already=True)
@@ -262,7 +276,9 @@ def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: 
     return outcome
 
 
-def _run_looks(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> StudyOutcome:
+def _run_looks(
+    spec: StudySpec, location: StudyLocation, workers: int, parallel: int, judge_look: LookJudge
+) -> StudyOutcome:
     """Sequential seeds (:mod:`rlopt.study.looks`): run the look in progress, judge it, go on to the
     next unless the claims are decided; resumes at the look the storage is at."""
     from rlopt.study import looks
@@ -283,7 +299,7 @@ def _run_looks(spec: StudySpec, location: StudyLocation, workers: int, parallel:
             ran = True
             if not outcome.complete:
                 return outcome
-        result = looks.judge_look(spec, location.study_dir, location.url, look)
+        result = judge_look(spec, location.study_dir, location.url, look)
         with claim_lock(location.url, spec.name), _arm_studies(spec, location.url) as studies:
             recorded = looks.record_look(studies, result)
         if recorded:
