@@ -38,3 +38,38 @@ def test_an_interrupt_handled_after_nested_python_exits_with_our_code_only_once_
     done = subprocess.run([sys.executable, "-m", "nested_interrupt", mode], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == code, done.stderr
+
+
+DROPPED = '''
+import os, signal, sys, weakref
+from rlopt.interrupts import interrupt_on_sigterm, raise_if_interrupted
+interrupt_on_sigterm()
+
+class Thing:
+    pass
+
+thing = Thing()
+# The SIGTERM's handler runs inside this weakref callback, whose exceptions CPython prints and drops.
+ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+try:
+    del thing
+    for _ in range(1000):  # the work loop goes on
+        if sys.argv[1] == "check":
+            raise_if_interrupted()
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+'''
+
+
+@pytest.mark.parametrize(("mode", "code"), [("no-check", 0), ("check", 130)])
+def test_a_sigterm_dropped_inside_a_weakref_callback_is_raised_again_by_the_work_loop(
+    tmp_path: Path, mode: str, code: int
+) -> None:
+    """The SIGTERM study test once exited 0 here (2026-12-03): its interrupt landed in a WeakKeyDictionary
+    callback and was dropped."""
+    (tmp_path / "dropped_interrupt.py").write_text(DROPPED)
+    done = subprocess.run([sys.executable, "dropped_interrupt.py", mode], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert "KeyboardInterrupt: signal SIGTERM" in done.stderr  # CPython's "Exception ignored in" report

@@ -27,6 +27,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, Base
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, sync_envs_normalization
 from stable_baselines3.sac.policies import SACPolicy
 
+from rlopt.interrupts import raise_if_interrupted
 from rlopt.run.diagnostics import StabilityTracker
 
 EVAL_CSV_COLUMNS = (
@@ -198,6 +199,7 @@ class EvalCallback(BaseCallback):
         self._next = freq
 
     def _on_step(self) -> bool:
+        raise_if_interrupted()  # a SIGTERM whose interrupt CPython dropped stops the run at the next step
         if self.num_timesteps >= self._next:
             self._next = (self.num_timesteps // self.freq + 1) * self.freq
             self.evaluate()

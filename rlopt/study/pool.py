@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlopt.interrupts import raise_if_interrupted
+
 log = logging.getLogger(__name__)
 
 STOP_JOIN_TIMEOUT_S = 120.0
@@ -153,6 +155,7 @@ def execute_runs(
 
     try:
         while pending or active:
+            raise_if_interrupted()
             _start_runs(ctx, configs, pending, active, parallel, messages, stop)
             if stop.is_set():
                 for index in pending:

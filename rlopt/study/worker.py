@@ -45,6 +45,7 @@ from optuna.trial import TrialState
 
 from rlopt.config.study import Arm, StudySpec
 from rlopt.errors import ConfigError
+from rlopt.interrupts import raise_if_interrupted
 from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
 from rlopt.study import looks
 from rlopt.study.objective import aggregate, run_value
@@ -141,6 +142,7 @@ class Worker:
     def run(self) -> int:
         """Take and run trials until the study is done; returns how many trials this worker ran."""
         while True:
+            raise_if_interrupted()
             claimed, running = self._claim()
             if claimed is not None:
                 try:
