@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LookJudge = Callable[[StudySpec, Path, str, int], "LookResult"]
 """``(spec, study_dir, url, look) -> LookResult``: the claims' verdicts at a look of sequential seeds."""
 
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
