@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rlopt.records import RunRecord
 from rlopt.run.folder import read_eval_csv, read_json
+from rlopt.study.looks import extended_numbers
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def load_runs(study_dir: str | Path, storage: str | None = None) -> list[RunReco
     records: list[RunRecord] = []
     for _, study in opened.arms.items():
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-        extended = {t.system_attrs.get("extends") for t in trials}
+        extended = extended_numbers(trials)
         for trial in trials:
             if trial.state == TrialState.WAITING:
                 continue

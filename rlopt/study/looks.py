@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ def is_final(study: optuna.Study) -> bool:
     return bool(judged) and bool(judged[-1].get("final"))
 
 
+def extended_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that a later trial extends to more seeds (their runs live in it)."""
+    return {t.system_attrs[EXTENDS_ATTR] for t in trials if EXTENDS_ATTR in t.system_attrs}
+
+
 def queue_extensions(study: optuna.Study, seeds: int) -> int:
     """Queue a copy of every answered cell that ran fewer than ``seeds`` seeds, to run ``seeds`` of them.
 
@@ -65,7 +70,7 @@ def queue_extensions(study: optuna.Study, seeds: int) -> int:
     Returns:
         How many copies were queued.
     """
-    from rlopt.study.retries import retried_numbers
+    from rlopt.study.retries import queue_successor, retried_numbers
 
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
@@ -75,18 +80,7 @@ def queue_extensions(study: optuna.Study, seeds: int) -> int:
             continue
         if len(trial.user_attrs.get("seeds", [])) >= seeds:
             continue
-        history_ = [*trial.system_attrs.get("retry_history", []), trial.number]
-        system_attrs = {**trial.system_attrs, EXTENDS_ATTR: trial.number, "retry_history": history_}
-        user_attrs = {**trial.user_attrs, "outcome": "waiting", "reason": ""}
-        study.add_trial(
-            optuna.create_trial(
-                state=TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs=user_attrs,
-                system_attrs=system_attrs,
-            )
-        )
+        queue_successor(study, trial, {EXTENDS_ATTR: trial.number}, {})
         queued += 1
     if queued:
         log.info("%s: %d cell(s) extended to %d seeds", study.study_name, queued, seeds)

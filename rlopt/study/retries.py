@@ -38,6 +38,25 @@ def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+def queue_successor(
+    study: optuna.Study, trial: FrozenTrial, system_attrs: dict[str, Any], user_attrs: dict[str, Any]
+) -> None:
+    """Queue a WAITING copy of ``trial`` (same parameters) whose ``retry_history`` ends with it, so the copy
+    moves in the runs ``trial`` finished (:func:`adopt_finished_runs`) and ``trial`` no longer counts:
+    a retry of a failed trial, or a cell extended to more seeds (:mod:`rlopt.study.looks`).
+    ``system_attrs`` and ``user_attrs`` are added to the copied ones."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={**trial.user_attrs, "outcome": "waiting", "reason": "", **user_attrs},
+            system_attrs={**trial.system_attrs, **system_attrs, "retry_history": history},
+        )
+    )
+
+
 def queue_retries(study: optuna.Study, invocation: str, max_retry: int) -> int:
     """Queue a retry of every failed, not yet retried trial, at most ``max_retry`` per invocation.
 
@@ -61,17 +80,7 @@ def queue_retries(study: optuna.Study, invocation: str, max_retry: int) -> int:
         )
         if queued_here >= max_retry:
             continue
-        system_attrs = {**trial.system_attrs, "failed_trial": trial.number, "retry_history": history}
-        user_attrs = {**trial.user_attrs, INVOCATION_ATTR: invocation, "outcome": "waiting", "reason": ""}
-        study.add_trial(
-            optuna.create_trial(
-                state=TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs=user_attrs,
-                system_attrs=system_attrs,
-            )
-        )
+        queue_successor(study, trial, {"failed_trial": trial.number}, {INVOCATION_ATTR: invocation})
         log.info(
             "trial %d of %s did not finish (%s): queued for retry",
             trial.number,

@@ -60,7 +60,7 @@ class OpenedStudy:
         out = []
         for label, study in self.arms.items():
             trials = study.get_trials(deepcopy=False)
-            extended = {t.system_attrs.get("extends") for t in trials}
+            extended = looks.extended_numbers(trials)
             out += [(label, t) for t in trials if t.number not in extended]
         return out
 
