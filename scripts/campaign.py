@@ -18,7 +18,10 @@ moves in the runs that trial had finished, and only the unfinished runs train ag
 SQLite storage (SQLite's online backup, safe while workers write), ``study.json``, ``study.yaml``,
 ``command.txt``, and every *finished* run folder's small files (``config.json``, ``command.txt``,
 ``versions.json``, ``eval.csv``, ``metrics.json``; no TensorBoard events or models), plus
-``progress.json`` (finished runs out of planned, per arm). Run it while the campaign trains, then commit.
+``progress.json`` (finished runs out of planned, per arm, and the runs in flight). A run still training
+that has a checkpoint (``checkpoint.pt``, every ``checkpoint_every`` env steps of the study) is copied
+too, with its checkpoint: the next session moves it into the retry of its trial and it continues from
+there, bit for bit, instead of from zero. Run it while the campaign trains, then commit.
 
 ``report`` writes, from each bundle (read from a temporary copy, so the committed database is never
 touched), ``runs.csv`` (``rlopt study export``: the long format ``rlopt verdict`` reads, one row per
@@ -28,8 +31,8 @@ bundle's verdict table from its ``runs.csv`` and compares it with the committed 
 
 Run the campaign from a pinned checkout with its own venv, at low priority, e.g.:
 
-    git tag -f campaign-1 03182d4   # a fresh clone may not carry the tag
-    git worktree add ../rlopt-campaign campaign-1 && cd ../rlopt-campaign
+    git tag -f campaign-2 <commit>   # a fresh clone may not carry the tag (results/README.md names it)
+    git worktree add ../rlopt-campaign campaign-2 && cd ../rlopt-campaign
     python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e .
     nice -n 19 .venv/bin/python scripts/campaign.py run --claims 1,2 --into ../main/results/campaign
 """
@@ -49,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STUDIES = ROOT / "studies"
 BUNDLE_FILES = ("study.json", "study.yaml", "command.txt")
 RUN_FILES = ("config.json", "command.txt", "versions.json", "eval.csv", "metrics.json")
+CHECKPOINT = "checkpoint.pt"
 FINISHED = ("ok", "diverged")
 
 
@@ -98,6 +102,22 @@ def _run_state(run_dir: Path) -> str | None:
         return None
 
 
+def _copy_run(run_dir: Path, target: Path, names: tuple[str, ...]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, target / name)
+
+
+def _checkpoint_steps(run_dir: Path) -> int | None:
+    try:
+        import torch
+
+        return int(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)["timesteps"])
+    except Exception:  # being replaced while we read: the next snapshot takes it
+        return None
+
+
 def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
     """Write the bundle of one live study folder; returns finished runs per arm."""
     bundle.mkdir(parents=True, exist_ok=True)
@@ -106,26 +126,29 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
         if (live / name).is_file():
             shutil.copy2(live / name, bundle / name)
     finished: dict[str, int] = {}
+    in_flight: list[dict[str, object]] = []
     for metrics in sorted(live.glob("*/trial_*/*/metrics.json")):
         run_dir = metrics.parent
-        if _run_state(run_dir) not in FINISHED:
-            continue
         relative = run_dir.relative_to(live)
-        target = bundle / relative
-        target.mkdir(parents=True, exist_ok=True)
-        for name in RUN_FILES:
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, target / name)
-        finished[relative.parts[0]] = finished.get(relative.parts[0], 0) + 1
+        if _run_state(run_dir) in FINISHED:
+            _copy_run(run_dir, bundle / relative, RUN_FILES)
+            (bundle / relative / CHECKPOINT).unlink(missing_ok=True)
+            finished[relative.parts[0]] = finished.get(relative.parts[0], 0) + 1
+        elif (run_dir / CHECKPOINT).is_file():
+            steps = _checkpoint_steps(run_dir)
+            if steps is not None:
+                _copy_run(run_dir, bundle / relative, (*RUN_FILES, CHECKPOINT))
+                in_flight.append({"run": str(relative), "checkpoint_timesteps": steps})
     # a run folder moved by a retry since the last snapshot leaves a stale copy: keep only live ones
     for metrics in sorted(bundle.glob("*/trial_*/*/metrics.json")):
-        if _run_state(live / metrics.parent.relative_to(bundle)) not in FINISHED:
+        live_run = live / metrics.parent.relative_to(bundle)
+        if _run_state(live_run) not in FINISHED and not (live_run / CHECKPOINT).is_file():
             shutil.rmtree(metrics.parent)
     for trial_dir in sorted(bundle.glob("*/trial_*")):
         if not any(trial_dir.iterdir()):
             trial_dir.rmdir()
     progress = {"finished_runs": finished, "finished_total": sum(finished.values()),
-                "planned_runs": _planned_runs(live)}
+                "planned_runs": _planned_runs(live), "in_flight": in_flight}
     (bundle / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
     return finished
 

@@ -198,6 +198,8 @@ BAD = [
     ({"heartbeat": {"interval": 10, "grace_period": 5}}, "heartbeat.grace_period: 5 is too short", ">= 30"),
     ({"heartbeat": {"interval": 1, "grace_period": 4}}, "heartbeat.grace_period: 4 is too short", ">= 10 s"),
     ({"claim": {"statement": "x", "source": "y", "kind": "better"}}, "claim:", "candidate"),
+    ({"checkpoint_every": 0}, "checkpoint_every: 0 is not accepted", "integer >= 1; or null"),
+    ({"checkpoint_every": "often"}, "checkpoint_every: 'often' is not accepted", "or null"),
 ]
 
 

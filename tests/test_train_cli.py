@@ -32,6 +32,9 @@ BAD_INPUT = [
     (["--device", "tpu"], ["'tpu'", "cpu, cuda, auto"]),
     (["--threads", "0"], ["threads: 0", "integer >= 1"]),
     (["--eval-episodes", "0"], ["eval_episodes: 0", "integer >= 1"]),
+    (["--checkpoint-every", "0"], ["checkpoint_every: 0", "integer >= 1"]),
+    (["--checkpoint-every", "1000", "--set", "use_sde=true"], ["use_sde=True", "use_sde=False"]),
+    (["--resume"], ["resume without a run folder", "--run-dir"]),
 ]
 
 

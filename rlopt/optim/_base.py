@@ -111,6 +111,9 @@ class RloptOptimizer(FlatLayouts, torch.optim.Optimizer):
         """Flat buffers unless ``flat=False`` or the per-tensor reference was asked for."""
         return group.get("flat") is not False and group["foreach"] is not False
 
+    def _layout_keys(self, group: Mapping[str, Any]) -> Sequence[str] | None:
+        return self.state_keys if self._wants_flat(group) else None
+
     def _flat_batch(self, index: int, group: Mapping[str, Any]) -> TensorBatch | None:
         """The group as cache-sized chunks of its flat buffers, or ``None`` where it cannot be flat."""
         flat = self._flat_layout(index, group, self.state_keys)

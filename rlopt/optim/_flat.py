@@ -233,8 +233,30 @@ class FlatLayouts:
                     param.grad.requires_grad_(False)
                 param.grad.zero_()
 
+    def _layout_keys(self, group: Mapping[str, Any]) -> Sequence[str] | None:
+        """The state keys of ``group``'s flat layout, or ``None`` where the group does not run flat."""
+        raise NotImplementedError
+
+    def lay_out(self) -> None:
+        """Lay every group that runs flat out in its buffers now, not at the next step.
+
+        For a loaded optimizer that continues a run: its parameters then live where they lived when the
+        state was saved, so the forward passes before the next step compute the same bits (a matrix
+        product's rounding may depend on where its operands lie). A parameter without a gradient gets
+        a zero one, which the next ``zero_grad`` clears as it would any other.
+        """
+        for index, group in enumerate(self.param_groups):
+            keys = self._layout_keys(group)
+            if keys is None:
+                continue
+            for param in group["params"]:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            self._flat_layout(index, group, keys)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load as torch.optim does; flat buffers are laid out anew from the loaded state."""
+        """Load as torch.optim does; flat buffers are laid out anew from the loaded state (at the next
+        step, or now with :meth:`lay_out`)."""
         self._flat_groups.clear()
         super().load_state_dict(state_dict)  # type: ignore[misc]
 

@@ -83,6 +83,9 @@ class _FlatAdamStep(FlatLayouts):
     def _state_keys(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
 
+    def _layout_keys(self, group: Mapping[str, Any]) -> tuple[str, ...] | None:
+        return self._state_keys(group) if _flat_eligible(group) else None
+
     def _torch_step(self) -> None:
         """torch's own ``step``, without the wrapper torch.optim puts around a class's ``step`` once an
         instance exists: that wrapper runs the step hooks, which the wrapper of ours already ran."""

@@ -27,6 +27,7 @@ from rlopt.optim import ResolvedOptimizer, get_spec, resolve
 from rlopt.optim._compiled import FUSED_BREAK_EVEN
 from rlopt.paths import check_folder_can_be_made, safe_name
 from rlopt.run.agent import effective_extra, gradient_clipping
+from rlopt.run.checkpoint import CHECKPOINT_FILE
 from rlopt.run.diagnostics import StabilityThresholds
 from rlopt.run.flags import config_argv
 from rlopt.run.folder import jsonable
@@ -101,6 +102,12 @@ class TrainConfig:
     stability: StabilityThresholds = field(default_factory=StabilityThresholds)
     command: str | None = None
     """The command that started the run (for ``command.txt``); ``None``: an equivalent ``rlopt train``."""
+    checkpoint_every: int | None = None
+    """Env steps between two checkpoints of the whole training state (``checkpoint.pt`` in the run folder,
+    :mod:`rlopt.run.checkpoint`), at the first rollout start at or past each multiple; ``None``: none."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its ``checkpoint.pt`` (the config must be the same run), bit
+    for bit as if it had not stopped; a folder without a checkpoint is started as a new run."""
 
     def validate(self) -> TrainPlan:
         """Resolve and check every field; raise :class:`ConfigError` naming the first bad value."""
@@ -165,6 +172,7 @@ class TrainPlan:
             },
             "overrides": self.config.overrides,
             "save_model": self.config.save_model,
+            "checkpoint_every": self.config.checkpoint_every,
             "run_dir": str(self.run_dir),
         }
 
@@ -312,6 +320,7 @@ def _plan(config: TrainConfig) -> TrainPlan:
     _positive_int(config.diagnostics_sample_every, "diagnostics_sample_every")
     device = _check_device(config.device)
     interval = _diagnostics_interval(config, agent, n_envs)
+    _check_checkpoints(config, agent)
     return TrainPlan(
         config=config,
         agent=agent,
@@ -380,16 +389,33 @@ def _diagnostics_interval(config: TrainConfig, agent: AgentHparams, n_envs: int)
     return SAC_DIAGNOSTICS_INTERVAL
 
 
+def _check_checkpoints(config: TrainConfig, agent: AgentHparams) -> None:
+    if config.checkpoint_every is not None:
+        _positive_int(config.checkpoint_every, "checkpoint_every")
+        if agent.kwargs.get("use_sde"):
+            raise ConfigError(
+                "Invalid checkpoint_every with use_sde=True: gSDE redraws its noise before a checkpoint "
+                "could be taken (accepted: no checkpoints, or use_sde=False)"
+            )
+    if config.resume and config.run_dir is None:
+        raise ConfigError("Invalid resume without a run folder (accepted: --resume with --run-dir)")
+
+
 def _run_dir(config: TrainConfig, algo: str, task: str, optimizer: str) -> Path:
-    """The run folder: the one given, if it is new or empty, else a new default one."""
+    """The run folder: the one given, if it is new or empty (or, to resume, holds a checkpoint), else a
+    new default one."""
     if config.run_dir is None:
         return default_run_dir(algo, task, optimizer, config.seed)
     run_dir = Path(config.run_dir)
     if not run_dir.exists():
         check_folder_can_be_made(run_dir, "run folder")
+    if config.resume and (run_dir / CHECKPOINT_FILE).is_file():
+        return run_dir
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        accepted = "a folder holding a checkpoint.pt, or a new or empty one" if config.resume else (
+            "a new or empty folder, or --resume for a run with a checkpoint")
         raise ConfigError(
-            f"Run folder {str(run_dir)!r} already exists and is not empty (accepted: a new or empty folder)"
+            f"Run folder {str(run_dir)!r} already exists and is not empty (accepted: {accepted})"
         )
     return run_dir
 

@@ -165,6 +165,23 @@ class StabilityTracker:
         self._losses.append(value)
         return spike
 
+    def state(self) -> dict[str, Any]:
+        """Everything the counts depend on (a checkpoint's, :mod:`rlopt.run.checkpoint`)."""
+        return {
+            **self.as_dict(),
+            "returns": list(self._returns),
+            "collapsed_streak": self._collapsed_streak,
+            "losses": list(self._losses),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.nan_events = int(state["nan_events"])
+        self.return_collapses = int(state["return_collapses"])
+        self.loss_spikes = int(state["loss_spikes"])
+        self._returns = [float(r) for r in state["returns"]]
+        self._collapsed_streak = int(state["collapsed_streak"])
+        self._losses = deque((float(x) for x in state["losses"]), maxlen=self.thresholds.spike_history)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "nan_events": self.nan_events,
@@ -326,6 +343,20 @@ class OptimizerProbe:
             self._unhook_gradients()
 
     @property
+    def updates(self) -> int:
+        """Updates watched so far."""
+        return self._count
+
+    def skip_to(self, updates: int) -> None:
+        """Continue the sampling schedule as if ``updates`` updates had been watched (a resumed run)."""
+        self._count = updates
+        self._sampling = self._count % self.sample_every == 0
+        if self._sampling:
+            self._hook_gradients()
+        else:
+            self._unhook_gradients()
+
+    @property
     def pending(self) -> bool:
         """Whether updates were measured since the last :meth:`pop_window`."""
         return self._grad_norms.size > 0
@@ -441,6 +472,7 @@ class DiagnosticsCallback(BaseCallback):
         self._check_every = max(1, check_every)
         self._last_checked = 0
         self._probes: dict[str, OptimizerProbe] = {}
+        self._resume_counts: dict[str, int] = {}
         self._single = len(self._optimizers) == 1
 
     def _on_training_start(self) -> None:
@@ -448,6 +480,23 @@ class DiagnosticsCallback(BaseCallback):
             role: OptimizerProbe(opt, self._measure_pre_clip, self._sample_every)
             for role, opt in self._optimizers.items()
         }
+        for role, count in self._resume_counts.items():
+            if role in self._probes:
+                self._probes[role].skip_to(count)
+
+    def state(self) -> dict[str, Any]:
+        """The schedule of the windows and checks, and each probe's update count (a checkpoint's); the
+        samples of a window still open are not kept (TensorBoard's optimizer curves only)."""
+        return {
+            "last_logged": self._last_logged,
+            "last_checked": self._last_checked,
+            "updates": {role: probe.updates for role, probe in self._probes.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._last_logged = int(state["last_logged"])
+        self._last_checked = int(state["last_checked"])
+        self._resume_counts = {str(k): int(v) for k, v in state["updates"].items()}
 
     def count_nan_events(self) -> list[str]:
         """Add the NaN events since the last check; return the roles whose parameters are non-finite."""

@@ -197,6 +197,24 @@ class EvalCallback(BaseCallback):
         self.eval_time_s = 0.0
         """Seconds spent in evaluations so far."""
         self._next = freq
+        self._replay: list[EvalPoint] = []
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the schedule (:mod:`rlopt.run.checkpoint`; the points apart)."""
+        return {"next": self._next, "eval_time_s": self.eval_time_s}
+
+    def load_state(self, state: dict[str, Any], points: list[EvalPoint]) -> None:
+        """Continue from a checkpoint: its evaluations are the run's so far, and are passed to the
+        listeners and ``on_eval`` again when training starts (a study's pruner sees the whole curve)."""
+        self._next = int(state["next"])
+        self.eval_time_s = float(state["eval_time_s"])
+        self.points = list(points)
+        self._replay = list(points)
+
+    def _on_training_start(self) -> None:
+        replay, self._replay = self._replay, []
+        for point in replay:
+            self._report(point)
 
     def _on_step(self) -> bool:
         raise_if_interrupted()  # a SIGTERM whose interrupt CPython dropped stops the run at the next step
@@ -234,6 +252,11 @@ class EvalCallback(BaseCallback):
                 "stability/return_collapses", self.stability.return_collapses, point.timesteps
             )
             self.writer.flush()
+        self._report(point)
+        return point
+
+    def _report(self, point: EvalPoint) -> None:
+        """Pass ``point`` to the listeners, then to ``on_eval`` (whose exception is kept and re-raised)."""
         for listener in self.listeners:
             listener(point)
         if self.on_eval is not None:
@@ -242,4 +265,3 @@ class EvalCallback(BaseCallback):
             except BaseException as exc:
                 self.on_eval_error = exc
                 raise
-        return point

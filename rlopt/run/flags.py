@@ -159,6 +159,20 @@ TRAIN_FLAGS: tuple[Flag, ...] = (
         type=Path,
     ),
     Flag("--save-model", "save_model", "also write model.zip (+ vecnormalize.pkl)", kind="switch", type=None),
+    Flag(
+        "--checkpoint-every",
+        "checkpoint_every",
+        "env steps between two checkpoints of the whole training state (checkpoint.pt; default: none)",
+        type=int,
+    ),
+    Flag(
+        "--resume",
+        "resume",
+        "continue the run in --run-dir from its checkpoint.pt, bit for bit (the other options must be "
+        "the run's own: command.txt has them)",
+        kind="switch",
+        type=None,
+    ),
 )
 
 

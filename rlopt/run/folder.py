@@ -124,6 +124,44 @@ def versions() -> dict[str, Any]:
     return out
 
 
+IDENTITY_KEYS = ("algo", "env", "seed", "timesteps", "n_envs", "agent", "evaluation", "optimizer")
+"""What makes two runs the same run: everything that changes the numbers, not where the code lives."""
+_DESCRIPTIVE = ("class", "source", "paper", "injected_into", "fused_auto")
+"""Optimizer entries that describe, not decide (``fused_auto`` says how ``extra_effective.fused`` was
+chosen)."""
+_EVALUATION_DECIDES = ("freq", "episodes", "deterministic")
+"""Evaluation entries that decide the numbers (the others are derived from them, or words)."""
+
+
+def config_identity(config: Any) -> dict[str, Any] | None:
+    """The part of a run's ``config.json`` (as a JSON mapping) that decides what the run computes.
+
+    Entries that only describe (added to ``config.json`` over time, such as ``fused_auto`` or the
+    evaluation's ``schedule``) are left out, so a run recorded by an earlier rlopt is still the same run.
+    """
+    if not isinstance(config, dict):
+        return None
+    identity = {key: config.get(key) for key in IDENTITY_KEYS}
+    optimizer = identity.get("optimizer")
+    if isinstance(optimizer, dict):
+        identity["optimizer"] = {k: v for k, v in optimizer.items() if k not in _DESCRIPTIVE}
+    evaluation = identity.get("evaluation")
+    if isinstance(evaluation, dict):
+        identity["evaluation"] = {k: v for k, v in evaluation.items() if k in _EVALUATION_DECIDES}
+    return identity
+
+
+def rewrite_eval_csv(path: Path, rows: list[list[Any]]) -> None:
+    """Write ``eval.csv`` anew (header and ``rows``) atomically: a resumed run drops the rows after its
+    checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(EVAL_CSV_COLUMNS)
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
 def start_run_folder(run_dir: Path, config: Mapping[str, Any], command: str) -> None:
     """Create ``run_dir`` and write every file a run folder always has (metrics as ``running``)."""
     run_dir.mkdir(parents=True, exist_ok=True)

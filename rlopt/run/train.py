@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -39,12 +40,21 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rlopt.errors import ConfigError
+from rlopt.run import checkpoint as ckpt
 from rlopt.run.agent import agent_optimizers, build_agent, gradient_clipping
 from rlopt.run.config import TrainConfig, TrainPlan, sac_learning_starts
 from rlopt.run.diagnostics import DiagnosticsCallback, Diverged, StabilityTracker
 from rlopt.run.envs import make_eval_env, make_train_env
 from rlopt.run.evaluation import EvalCallback, EvalPoint
-from rlopt.run.folder import jsonable, start_run_folder, write_json
+from rlopt.run.folder import (
+    config_identity,
+    jsonable,
+    read_json,
+    rewrite_eval_csv,
+    start_run_folder,
+    versions,
+    write_json,
+)
 from rlopt.run.metrics import run_metric
 from rlopt.run.tensorboard import write_hparams_end, write_hparams_start
 
@@ -69,6 +79,9 @@ class TrainSummary:
     """Of ``wall_time_s``, the seconds spent evaluating."""
     gradient_steps: int = 0
     """Optimizer steps of the policy (PPO) or the critic (SAC): 0 if SAC never passed ``learning_starts``."""
+    resumed_from: tuple[int, ...] = ()
+    """The env steps of the checkpoints the run was resumed from, in order (none: it never stopped).
+    ``wall_time_s`` counts the time up to each of them, not the time lost after it."""
 
     @property
     def returns(self) -> list[float]:
@@ -109,6 +122,7 @@ class TrainSummary:
             "eval_time_s": round(self.eval_time_s, 3),
             "eval_share": round(self.eval_time_s / self.wall_time_s, 4) if self.wall_time_s > 0 else 0.0,
             "gradient_steps": self.gradient_steps,
+            "resumed_from": list(self.resumed_from),
         }
 
 
@@ -247,11 +261,17 @@ class _Loop:
     steps: StepCounter
     progress: Any
     start: float
+    checkpoints: ckpt.CheckpointCallback | None = None
+    resumed_from: tuple[int, ...] = ()
 
     @property
     def callbacks(self) -> CallbackList:
-        parts = [self.diagnostics, self.evaluator]
-        return CallbackList([*parts, self.progress] if self.progress is not None else parts)
+        parts: list[Any] = [self.diagnostics, self.evaluator]
+        if self.progress is not None:
+            parts.append(self.progress)
+        if self.checkpoints is not None:  # last: the diagnostics check the parameters first
+            parts.append(self.checkpoints)
+        return CallbackList(parts)
 
     def close_progress(self) -> None:
         if self.progress is not None:
@@ -260,15 +280,22 @@ class _Loop:
 
 def _train(plan: TrainPlan, on_eval: Callable[[EvalPoint], Any] | None) -> TrainSummary:
     _warn_no_gradient_step(plan)
+    saved = _checkpoint_to_resume(plan)
     env, eval_env, model = _build(plan)
     try:
-        config_json = _start_folder(plan)
+        if saved is not None:
+            _restore(plan, model, env, eval_env, saved)
+        else:
+            config_json = _start_folder(plan)
     except BaseException:
         env.close()
         eval_env.close()
         raise
-    logger, writer = _start_logging(plan, model, config_json)
-    loop = _watch(plan, model, eval_env, writer, on_eval)
+    if saved is None:
+        logger, writer = _start_logging(plan, model, config_json)
+    else:
+        logger, writer = _resume_logging(plan, model, saved)
+    loop = _watch(plan, model, eval_env, writer, on_eval, saved)
     try:
         error, in_final_evaluation = _learn(plan, model, loop)
         status, reason = _outcome(plan, model, loop, error, in_final_evaluation)
@@ -281,6 +308,44 @@ def _train(plan: TrainPlan, on_eval: Callable[[EvalPoint], Any] | None) -> Train
     if error is not None and status not in ("ok", "diverged"):
         raise error
     return summary
+
+
+def _checkpoint_to_resume(plan: TrainPlan) -> dict[str, Any] | None:
+    """The run folder's checkpoint when the run is to resume from it, checked to be the same run."""
+    if not plan.config.resume:
+        return None
+    saved = ckpt.read_checkpoint(plan.run_dir)
+    if saved is None:
+        path = plan.run_dir / ckpt.CHECKPOINT_FILE
+        if path.is_file():
+            raise ConfigError(
+                f"Invalid checkpoint {str(path)!r}: not of format {ckpt.FORMAT} "
+                "(accepted: a checkpoint this rlopt wrote; or remove it and train the run anew)"
+            )
+        return None
+    planned = config_identity(json.loads(json.dumps(jsonable(plan.as_config_json()))))
+    recorded = config_identity(read_json(plan.run_dir / "config.json"))
+    if recorded != planned:
+        differing = sorted(k for k in planned or {} if (recorded or {}).get(k) != (planned or {}).get(k))
+        raise ConfigError(
+            f"Invalid --resume of {str(plan.run_dir)!r}: its config.json is another run "
+            f"({', '.join(differing)} differ; accepted: the options of its command.txt)"
+        )
+    return saved
+
+
+def _restore(plan: TrainPlan, model: Any, env: VecEnv, eval_env: VecEnv, saved: dict[str, Any]) -> None:
+    """Put the checkpoint into the freshly built agent and envs; the run folder goes back to it: its
+    evaluations after the checkpoint are dropped and the resumed segment's versions recorded."""
+    ckpt.restore_agent(model, agent_optimizers(model), saved["agent"])
+    ckpt.restore_vec_env(env, saved["train_env"])
+    ckpt.restore_vec_env(eval_env, saved["eval_env"])
+    rewrite_eval_csv(plan.run_dir / "eval.csv", [p.csv_row() for p in _saved_points(saved)])
+    recorded = read_json(plan.run_dir / "versions.json")
+    segments = [*recorded.get("resumed", []), {"from_timesteps": int(saved["timesteps"]), **versions()}]
+    write_json(plan.run_dir / "versions.json", {**recorded, "resumed": segments})
+    write_json(plan.run_dir / "metrics.json", {"status": "running", "reason": "training (resumed)"})
+    log.info("resuming %s from its checkpoint at %s env steps", plan.run_dir, f"{saved['timesteps']:,}")
 
 
 def _warn_no_gradient_step(plan: TrainPlan) -> None:
@@ -329,12 +394,33 @@ def _start_logging(plan: TrainPlan, model: Any, config_json: dict[str, Any]) -> 
     return logger, writer
 
 
+def _resume_logging(plan: TrainPlan, model: Any, saved: dict[str, Any]) -> tuple[Logger, Any]:
+    """SB3's logger for a resumed run, holding what it held at the checkpoint: TensorBoard drops the
+    events the stopped run wrote after the checkpoint (``purge_step``: every event at the checkpoint's
+    step was written before it), so every curve has one value per step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    output = TensorBoardOutputFormat(str(plan.run_dir))
+    output.writer.close()
+    output.writer = SummaryWriter(log_dir=str(plan.run_dir), purge_step=int(saved["timesteps"]) + 1)
+    logger = Logger(str(plan.run_dir), [output])
+    ckpt.restore_logger(logger, saved["logger"])
+    model.set_logger(logger)
+    return logger, output.writer
+
+
 def _watch(
-    plan: TrainPlan, model: Any, eval_env: VecEnv, writer: Any, on_eval: Callable[[EvalPoint], Any] | None
+    plan: TrainPlan,
+    model: Any,
+    eval_env: VecEnv,
+    writer: Any,
+    on_eval: Callable[[EvalPoint], Any] | None,
+    saved: dict[str, Any] | None = None,
 ) -> _Loop:
-    """The callbacks of the run; the wall clock starts here."""
+    """The callbacks of the run (in the state of ``saved``, a checkpoint, when resuming); the wall clock
+    starts here."""
     stability = StabilityTracker(plan.config.stability)
-    start = time.perf_counter()
+    start = time.perf_counter() - (float(saved["elapsed_s"]) if saved is not None else 0.0)
     evaluator = EvalCallback(
         eval_env,
         plan.eval_freq,
@@ -368,7 +454,55 @@ def _watch(
         )
         evaluator.starting.append(progress.on_eval_start)
         evaluator.listeners.append(progress.on_eval)
-    return _Loop(stability, evaluator, diagnostics, steps, progress, start)
+    loop = _Loop(stability, evaluator, diagnostics, steps, progress, start)
+    if saved is not None:
+        _load_loop(loop, saved)
+    if plan.config.checkpoint_every is not None:
+        loop.checkpoints = ckpt.CheckpointCallback(
+            plan.config.checkpoint_every,
+            lambda: _save_checkpoint(plan, model, eval_env, loop),
+            start=int(saved["timesteps"]) if saved is not None else 0,
+        )
+    return loop
+
+
+def _save_checkpoint(plan: TrainPlan, model: Any, eval_env: VecEnv, loop: _Loop) -> None:
+    ckpt.write_checkpoint(
+        plan.run_dir,
+        {
+            "timesteps": int(model.num_timesteps),
+            "elapsed_s": time.perf_counter() - loop.start,
+            "agent": ckpt.agent_state(model, agent_optimizers(model)),
+            "train_env": ckpt.vec_env_state(model.get_env()),
+            "eval_env": ckpt.vec_env_state(eval_env),
+            "logger": ckpt.logger_state(model.logger),
+            **_loop_state(loop),
+        },
+    )
+
+
+def _loop_state(loop: _Loop) -> dict[str, Any]:
+    """What the run's own bookkeeping must carry over a checkpoint."""
+    return {
+        "evaluations": [dataclasses.asdict(p) for p in loop.evaluator.points],
+        "evaluator": loop.evaluator.state(),
+        "stability": loop.stability.state(),
+        "diagnostics": loop.diagnostics.state(),
+        "gradient_steps": loop.steps.count,
+        "resumed_from": list(loop.resumed_from),
+    }
+
+
+def _saved_points(saved: dict[str, Any]) -> list[EvalPoint]:
+    return [EvalPoint(**{**p, "returns": tuple(p["returns"])}) for p in saved["evaluations"]]
+
+
+def _load_loop(loop: _Loop, saved: dict[str, Any]) -> None:
+    loop.evaluator.load_state(saved["evaluator"], _saved_points(saved))
+    loop.stability.load_state(saved["stability"])
+    loop.diagnostics.load_state(saved["diagnostics"])
+    loop.steps.count = int(saved["gradient_steps"])
+    loop.resumed_from = (*saved["resumed_from"], int(saved["timesteps"]))
 
 
 def _learn(plan: TrainPlan, model: Any, loop: _Loop) -> tuple[BaseException | None, bool]:
@@ -379,8 +513,14 @@ def _learn(plan: TrainPlan, model: Any, loop: _Loop) -> tuple[BaseException | No
         evaluation.
     """
     try:
+        resuming = bool(loop.resumed_from)
         with distribution_checks_off(plan.agent.algo == "ppo"):
-            model.learn(total_timesteps=plan.timesteps, callback=loop.callbacks)
+            # resumed: SB3 adds num_timesteps to the steps asked for, so the budget is the run's
+            model.learn(
+                total_timesteps=plan.timesteps - model.num_timesteps if resuming else plan.timesteps,
+                callback=loop.callbacks,
+                reset_num_timesteps=not resuming,
+            )
         if not _params_finite(model):  # the last update is followed by no rollout start to check it
             raise Diverged(f"non-finite parameters after the last update, at {model.num_timesteps} env steps")
     except BaseException as exc:
@@ -434,7 +574,10 @@ def _finish(plan: TrainPlan, model: Any, loop: _Loop, writer: Any, status: str, 
         wall_time_s=wall,
         eval_time_s=loop.evaluator.eval_time_s,
         gradient_steps=loop.steps.count,
+        resumed_from=loop.resumed_from,
     )
+    if status in ("ok", "diverged", "pruned"):  # nothing left to resume
+        (plan.run_dir / ckpt.CHECKPOINT_FILE).unlink(missing_ok=True)
     if plan.config.save_model and status != "diverged":
         model.save(plan.run_dir / "model.zip")
         if isinstance(model.get_env(), VecNormalize):

@@ -81,7 +81,7 @@ def train_config(spec: StudySpec, setting: Setting, key: RunKey, run_dir: Path |
         betas=setting.betas, eps=setting.eps, weight_decay=setting.weight_decay,
         optimizer_extra=dict(setting.extra), seed=key.seed, timesteps=timesteps, device=spec.device,
         n_envs=spec.n_envs, run_dir=run_dir, overrides=dict(setting.overrides), eval_freq=every,
-        save_model=spec.save_model,
+        save_model=spec.save_model, checkpoint_every=spec.checkpoint_every, resume=run_dir is not None,
     )
     if episodes is not None:
         config = replace(config, eval_episodes=episodes)

@@ -12,7 +12,9 @@ goes on resuming, and a cause fixed between two invocations (a full disk) is ret
 
 A retry reuses the runs its predecessors finished: before it trains, each of its (task, seed) run folders
 that a retried trial finished (``metrics.json`` status ``ok`` or ``diverged``, same resolved config) is
-moved into the retry's trial folder, so exactly one trial lists it and nothing is trained twice.
+moved into the retry's trial folder, so exactly one trial lists it and nothing is trained twice. A run
+that a retried trial stopped mid-way with a checkpoint (``checkpoint.pt``, :mod:`rlopt.run.checkpoint`)
+is moved in too, and continues from its checkpoint bit for bit; only the steps after it are trained again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from rlopt.run.checkpoint import CHECKPOINT_FILE
+from rlopt.run.folder import config_identity
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +96,6 @@ def queue_retries(study: optuna.Study, invocation: str, max_retry: int) -> int:
     return queued
 
 
-IDENTITY_KEYS = ("algo", "env", "seed", "timesteps", "n_envs", "agent", "evaluation", "optimizer")
-"""What makes two runs the same run: everything that changes the numbers, not where the code lives."""
-_DESCRIPTIVE = ("class", "source", "paper", "injected_into")
-
-
-def config_identity(config: Any) -> dict[str, Any] | None:
-    """The part of a run's ``config.json`` (as a JSON mapping) that decides what the run computes."""
-    if not isinstance(config, dict):
-        return None
-    identity = {key: config.get(key) for key in IDENTITY_KEYS}
-    optimizer = identity.get("optimizer")
-    if isinstance(optimizer, dict):
-        identity["optimizer"] = {k: v for k, v in optimizer.items() if k not in _DESCRIPTIVE}
-    return identity
-
-
 def _config_identity(run_dir: Path) -> dict[str, Any] | None:
     try:
         return config_identity(json.loads((run_dir / "config.json").read_text()))
@@ -131,7 +120,8 @@ def adopt_finished_runs(
     run_dirs: list[str],
     expected: list[dict[str, Any]],
 ) -> list[bool]:
-    """Move the runs that the trials retried by ``trial`` finished into ``trial``'s run folders.
+    """Move the runs that the trials retried by ``trial`` finished into ``trial``'s run folders, and
+    the ones they stopped mid-way with a checkpoint (:mod:`rlopt.run.checkpoint`), which then resume.
 
     Args:
         study_dir: the study folder (run folders are relative to it).
@@ -139,11 +129,12 @@ def adopt_finished_runs(
             it retries or extends).
         study: the arm's Optuna study holding those trials.
         run_dirs: this trial's run folders, relative to ``study_dir``, one per (task, seed).
-        expected: :func:`config_identity` of each of those runs' resolved config; a finished run is
-            reused only if its identity is the same.
+        expected: :func:`config_identity` of each of those runs' resolved config; a run is moved only
+            if its identity is the same.
 
     Returns:
-        For each run, whether its finished run is now in place (True: do not train it).
+        For each run, whether its finished run is now in place (True: do not train it; False: train
+        it, from the checkpoint now in its folder if one was moved in).
     """
     history = list(trial.system_attrs.get("retry_history", []))
     earlier = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in history}
@@ -153,30 +144,46 @@ def adopt_finished_runs(
         if finished_run_state(target) and _config_identity(target) == expected[index]:
             adopted.append(True)
             continue
-        found = False
-        for number in reversed(history):
-            old = earlier.get(number)
-            # Matched by folder name (<task>_seed<s>), not position: a cell extended to more seeds
-            # (rlopt.study.looks) has runs that the trials it extends did not have.
-            listed = old.user_attrs.get("run_dirs", []) if old is not None else []
-            old_dirs = {Path(d).name: d for d in listed}
-            if target.name not in old_dirs:
-                continue
-            old_dir = old_dirs[target.name]
-            source = study_dir / old_dir
-            if source == target or not finished_run_state(source):
-                continue
-            if _config_identity(source) != expected[index]:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                _discard(target)
-            source.rename(target)
-            log.info("reusing the finished run %s (from trial %d) as %s", old_dir, number, relative)
-            found = True
-            break
-        adopted.append(found)
+        candidates = _earlier_runs(study_dir, target, history, earlier, expected[index])
+        finished = next((c for c in candidates if finished_run_state(c[1])), None)
+        stopped = next((c for c in candidates if (c[1] / CHECKPOINT_FILE).is_file()), None)
+        chosen = finished or stopped
+        if chosen is None or ((target / CHECKPOINT_FILE).is_file() and chosen is stopped):
+            adopted.append(False)
+            continue
+        number, source = chosen
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            _discard(target)
+        source.rename(target)
+        if chosen is finished:
+            log.info("reusing the finished run %s (from trial %d) as %s", source.relative_to(study_dir),
+                     number, relative)
+        else:
+            log.info("resuming the stopped run %s (from trial %d) from its checkpoint, as %s",
+                     source.relative_to(study_dir), number, relative)
+        adopted.append(chosen is finished)
     return adopted
+
+
+def _earlier_runs(
+    study_dir: Path, target: Path, history: list[int], earlier: dict[int, Any], identity: dict[str, Any]
+) -> list[tuple[int, Path]]:
+    """The run folders of the same run (same folder name, same identity) in the trials of ``history``,
+    latest trial first."""
+    found = []
+    for number in reversed(history):
+        old = earlier.get(number)
+        # Matched by folder name (<task>_seed<s>), not position: a cell extended to more seeds
+        # (rlopt.study.looks) has runs that the trials it extends did not have.
+        listed = old.user_attrs.get("run_dirs", []) if old is not None else []
+        old_dirs = {Path(d).name: d for d in listed}
+        if target.name not in old_dirs:
+            continue
+        source = study_dir / old_dirs[target.name]
+        if source != target and source.is_dir() and _config_identity(source) == identity:
+            found.append((number, source))
+    return found
 
 
 def _discard(path: Path) -> None:

@@ -46,12 +46,13 @@ from optuna.trial import TrialState
 from rlopt.config.study import Arm, StudySpec
 from rlopt.errors import ConfigError
 from rlopt.interrupts import raise_if_interrupted
+from rlopt.run.folder import config_identity
 from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
 from rlopt.study import looks
 from rlopt.study.objective import aggregate, run_value
 from rlopt.study.plan import resolved_hparams, run_keys, train_config, trial_folder
 from rlopt.study.pool import RunResult, execute_runs
-from rlopt.study.retries import adopt_finished_runs, config_identity, queue_retries, retried_numbers
+from rlopt.study.retries import adopt_finished_runs, queue_retries, retried_numbers
 from rlopt.study.samplers import make_pruner, make_sampler
 from rlopt.study.space import Setting, suggest_setting
 from rlopt.study.storage import claim_lock, open_storage
