@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -34,6 +35,7 @@ from rlopt.run.train import run_training
 pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+REPO = Path(__file__).resolve().parent.parent
 SAC_TINY = {"learning_starts": 100, "batch_size": 64, "policy_kwargs": {"net_arch": [64, 64]}}
 
 # (algo, task, optimizer, optimizer_extra, overrides, timesteps, every, stop evaluation)
@@ -235,7 +237,24 @@ def _run_folder(study_dir: Path, url: str, name: str) -> Path | None:
     return study_dir / dirs[0] if dirs else None
 
 
-def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint(tmp_path: Path) -> None:
+def _campaign_script() -> Any:
+    """``scripts/campaign.py`` as a module (its snapshot and resume from a committed bundle)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("campaign", REPO / "scripts" / "campaign.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("through_bundle", [False, True], ids=["same-folder", "through-a-committed-bundle"])
+def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint(
+    through_bundle: bool, tmp_path: Path
+) -> None:
+    """Killed with kill -9 mid-run; resumed by the same command, in the same folder or, as the evidence
+    campaign does on a new machine, from a bundle (``scripts/campaign.py snapshot``) copied into an
+    empty folder."""
     extra = "checkpoint_every: 256"
     path = write_study(tmp_path, "ckpt", "  - optimizer: adam\n", seeds=1, timesteps=2048, extra=extra)
     control = write_study(tmp_path, "straight", "  - optimizer: adam\n", seeds=1, timesteps=2048)
@@ -263,6 +282,17 @@ def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint(tmp_path: Pa
     killed = _run_folder(study_dir, url, "ckpt")
     assert killed is not None
     saved_at = _checkpoint_step(killed)
+    if through_bundle:
+        campaign = _campaign_script()
+        bundle = tmp_path / "results" / "ckpt"
+        campaign.snapshot_study(study_dir, bundle)
+        progress = json.loads((bundle / "progress.json").read_text())
+        assert progress["finished_total"] == 0
+        assert progress["in_flight"] == [{"run": str(killed.relative_to(study_dir)),
+                                          "checkpoint_timesteps": saved_at}]
+        assert not list(bundle.rglob("events.out.tfevents.*"))  # curves, metrics and the checkpoint only
+        shutil.rmtree(study_dir)  # a new machine: nothing but what was committed
+        campaign.seed_live(bundle, study_dir)
     time.sleep(11)  # the heartbeat's grace period (10 s): the killed trial is now stale
 
     again = run_rlopt("study", "run", path, "--runs-dir", runs, "--no-plots", cwd=tmp_path)
