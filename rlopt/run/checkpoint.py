@@ -179,6 +179,8 @@ def _replay_buffer_state(model: BaseAlgorithm) -> dict[str, Any] | None:
     buffer = getattr(model, "replay_buffer", None)
     if buffer is None:
         return None
+    if any(isinstance(value, dict) for value in vars(buffer).values()):  # DictReplayBuffer, HER
+        raise TypeError(f"checkpoints support ReplayBuffer, not {type(buffer).__name__}")
     filled = buffer.buffer_size if buffer.full else buffer.pos
     arrays = {
         key: value[:filled].copy()
