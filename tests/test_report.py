@@ -222,6 +222,8 @@ def test_pruned_and_failed_runs_are_counted_and_left_out_of_the_statistics(tmp_p
         r"\| \d+ \| adam b1=0.8 b2=0.99 \| Hopper-v5 \| 99 \| pruned \| pruned at 2000 steps \|", md
     )
     assert re.search(r"\| \d+ \| adam b1=0.8 b2=0.99 \| Hopper-v5 \| 98 \| failed \|", md)
+    assert re.search(r"\| 98 \| failed \| the run finished \(ok\); it counts once a complete trial holds it "
+                     r"\(its trial is FAIL\) \|", md)
     first = runs[0]
     assert re.search(rf"\| 2000 \| adam b1=0.8 b2=0.99 \| {first.task} \| {first.seed} \| duplicate \|", md)
 

@@ -29,6 +29,7 @@ import numpy as np
 from rlopt import atomic, stats
 from rlopt.analysis import plots
 from rlopt.analysis.scores import (
+    USABLE_STATES,
     Normaliser,
     RunCensus,
     RunLike,
@@ -677,13 +678,26 @@ def _in_progress(w: _Writer, records: Sequence[RunLike]) -> None:
     )
 
 
+def _left_out_reason(record: RunLike) -> str:
+    """Why a run is left out: its own reason, and for a run that finished in a trial not (yet) complete,
+    that it counts once a complete trial holds it."""
+    metrics = record.metrics or {}
+    reason = str(metrics.get("reason") or "")
+    status = metrics.get("status")
+    if status in USABLE_STATES and run_state(record) != status:
+        said = f"{status}: {reason}" if reason else str(status)
+        return (f"the run finished ({said}); it counts once a complete trial holds it "
+                f"(its trial is {record.trial_state})")
+    return reason
+
+
 def _excluded_runs(w: _Writer, records: Sequence[RunLike], limit: int = 50) -> None:
     left_out = [r for r in records if not is_usable(r)]
     if not left_out:
         return
     w.add("## Runs left out")
     rows = [
-        [r.trial, arm_label(r), r.task, r.seed, run_state(r), (r.metrics or {}).get("reason") or ""]
+        [r.trial, arm_label(r), r.task, r.seed, run_state(r), _left_out_reason(r)]
         for r in sorted(left_out, key=lambda r: (run_state(r), r.trial, r.task, r.seed))[:limit]
     ]
     w.add(markdown_table(["trial", "setting", "task", "seed", "state", "reason"], rows))
