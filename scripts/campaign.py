@@ -53,6 +53,9 @@ STUDIES = ROOT / "studies"
 BUNDLE_FILES = ("study.json", "study.yaml", "command.txt")
 RUN_FILES = ("config.json", "command.txt", "versions.json", "eval.csv", "metrics.json")
 CHECKPOINT = "checkpoint.pt"
+MAX_CHECKPOINT_BYTES = 8 * 2**20
+"""In-flight checkpoints larger than this are not committed (a bundle stays <= 20 MB): PPO's are ~2 MB, a
+SAC run's grows with its replay buffer (~17 MB at 100k HalfCheetah steps), so such a run restarts."""
 FINISHED = ("ok", "diverged")
 
 
@@ -136,13 +139,19 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
             finished[relative.parts[0]] = finished.get(relative.parts[0], 0) + 1
         elif (run_dir / CHECKPOINT).is_file():
             steps = _checkpoint_steps(run_dir)
-            if steps is not None:
+            size = (run_dir / CHECKPOINT).stat().st_size
+            if steps is not None and size <= MAX_CHECKPOINT_BYTES:
                 _copy_run(run_dir, bundle / relative, (*RUN_FILES, CHECKPOINT))
                 in_flight.append({"run": str(relative), "checkpoint_timesteps": steps})
+            elif steps is not None:
+                in_flight.append({"run": str(relative), "checkpoint_timesteps": steps,
+                                  "not_committed": f"checkpoint of {size / 2**20:.1f} MB > "
+                                                   f"{MAX_CHECKPOINT_BYTES / 2**20:.0f} MB: restarts"})
     # a run folder moved by a retry since the last snapshot leaves a stale copy: keep only live ones
     for metrics in sorted(bundle.glob("*/trial_*/*/metrics.json")):
         live_run = live / metrics.parent.relative_to(bundle)
-        if _run_state(live_run) not in FINISHED and not (live_run / CHECKPOINT).is_file():
+        committed = {str(e["run"]) for e in in_flight if "not_committed" not in e}
+        if _run_state(live_run) not in FINISHED and str(metrics.parent.relative_to(bundle)) not in committed:
             shutil.rmtree(metrics.parent)
     for trial_dir in sorted(bundle.glob("*/trial_*")):
         if not any(trial_dir.iterdir()):

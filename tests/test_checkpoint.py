@@ -305,3 +305,34 @@ def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint_through_a_bu
     control_trial = arm_trials(f"sqlite:///{runs / 'straight' / 'study.db'}", "straight", "adam")[0]
     assert _eval_rows(resumed) == _eval_rows(runs / "straight" / control_trial.user_attrs["run_dirs"][0])
     assert trials[1].value == control_trial.value
+
+
+def test_a_snapshot_commits_small_checkpoints_of_runs_in_flight_and_names_the_ones_too_large(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    campaign = _campaign_script()
+    live, bundle = tmp_path / "live", tmp_path / "bundle"
+    live.mkdir()
+    sqlite3.connect(live / "study.db").close()
+    sizes = {"small": 1_000, "large": campaign.MAX_CHECKPOINT_BYTES + 1}
+    for name, size in sizes.items():
+        run = live / "adam" / "trial_0000" / f"{name}_seed0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+        torch.save({"timesteps": 50_016, "padding": b"x" * size}, run / CHECKPOINT_FILE)
+    campaign.snapshot_study(live, bundle)
+    progress = json.loads((bundle / "progress.json").read_text())
+    by_run = {Path(e["run"]).name: e for e in progress["in_flight"]}
+    assert by_run["small_seed0"] == {"run": "adam/trial_0000/small_seed0", "checkpoint_timesteps": 50_016}
+    assert "restarts" in by_run["large_seed0"]["not_committed"]
+    assert (bundle / "adam" / "trial_0000" / "small_seed0" / CHECKPOINT_FILE).is_file()
+    assert not (bundle / "adam" / "trial_0000" / "large_seed0").exists()
+    # the small run finishes: its next snapshot keeps its files and drops the checkpoint
+    small = live / "adam" / "trial_0000" / "small_seed0"
+    (small / "metrics.json").write_text(json.dumps({"status": "ok"}))
+    campaign.snapshot_study(live, bundle)
+    assert not (bundle / "adam" / "trial_0000" / "small_seed0" / CHECKPOINT_FILE).exists()
+    assert (bundle / "adam" / "trial_0000" / "small_seed0" / "metrics.json").is_file()
+    assert json.loads((bundle / "progress.json").read_text())["finished_total"] == 1
