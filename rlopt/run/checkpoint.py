@@ -33,7 +33,7 @@ import pickle
 import random
 import zlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +279,7 @@ class CheckpointCallback(BaseCallback):
     checkpointed). ``start`` is the env step the run resumed from (no checkpoint is written there again).
     """
 
-    def __init__(self, every: int, save: Any, start: int = 0) -> None:
+    def __init__(self, every: int, save: Callable[[], None], start: int = 0) -> None:
         super().__init__(verbose=0)
         self.every = every
         self.save = save
