@@ -19,6 +19,10 @@ There the state of a run is:
 - the run's own bookkeeping: evaluations so far, the next evaluation step, the stability counters,
   the diagnostics counters, the gradient steps and the wall time spent.
 
+Tasks: Gymnasium's MuJoCo tasks, and tasks whose whole state is plain attributes (numbers, arrays:
+the classic-control ones); a task keeping state in other objects (Box2D's worlds) would not resume
+exactly. Vectorised envs: ``DummyVecEnv`` (under ``VecNormalize`` or not), as every rlopt run has.
+
 The file is ``checkpoint.pt`` in the run folder, written atomically (a temporary file renamed over the
 old one), so a kill while writing leaves the previous checkpoint. It is a pickle (``torch.save``): load
 only checkpoints you made. Written by hand: SB3's ``save``/``load`` keep neither the envs' state nor
@@ -94,6 +98,8 @@ def _gym_env_state(env: gym.Env) -> dict[str, Any]:
         layer = layer.env
     generator = getattr(layer, "_np_random", None)
     data = getattr(layer, "data", None)
+    if data is not None and type(data).__name__ != "MjData":
+        data = None  # not a MuJoCo task: its plain attributes are its state
     return {
         "wrappers": layers,
         "base": _plain_attrs(layer),  # _np_random_seed included
