@@ -15,6 +15,10 @@ status that :func:`_outcome` decides from what ended training:
   interrupted; the exception propagates;
 - ``failed``: any other exception, which propagates.
 
+With ``checkpoint_every`` the run writes ``checkpoint.pt`` at rollout starts (:mod:`rlopt.run.checkpoint`);
+with ``resume`` a run folder holding one continues from it, bit for bit, after its identity is checked
+(:func:`_checkpoint_to_resume`).
+
 Example:
     >>> summary = run_training(TrainConfig(algo="ppo", env="HalfCheetah-v5", optimizer="adopt",
     ...                                    betas=(0.9, 0.9999), timesteps=100_000, seed=0))
