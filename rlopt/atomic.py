@@ -7,8 +7,9 @@ makes atomic within one file system.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def _temporary(path: Path) -> Path:
@@ -21,6 +22,24 @@ def write_text(path: str | Path, text: str) -> None:
     tmp = _temporary(path)
     try:
         tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_file(
+    path: str | Path, write: Callable[[IO[Any]], Any], text: bool = False, sync: bool = False
+) -> None:
+    """``write(fh)`` into a temporary file beside ``path`` (binary unless ``text``; flushed to disk first
+    if ``sync``, for a file a crash must not lose), then renamed over ``path``."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        with tmp.open("w" if text else "wb", newline="" if text else None) as fh:
+            write(fh)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

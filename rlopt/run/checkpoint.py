@@ -32,7 +32,6 @@ the random streams, so a loaded agent does not continue the same run.
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 import random
 import zlib
@@ -48,6 +47,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from rlopt import atomic
 from rlopt.optim._flat import FlatLayouts
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -256,17 +256,9 @@ def restore_logger(logger: Any, state: Mapping[str, Any]) -> None:
 
 def write_checkpoint(run_dir: Path, state: Mapping[str, Any]) -> None:
     """Write ``checkpoint.pt`` atomically: the previous checkpoint stays until the new one is whole."""
-    target = run_dir / CHECKPOINT_FILE
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        with tmp.open("wb") as fh:
-            torch.save({"format": FORMAT, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_file(
+        run_dir / CHECKPOINT_FILE, lambda fh: torch.save({"format": FORMAT, **state}, fh), sync=True
+    )
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:

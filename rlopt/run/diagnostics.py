@@ -336,6 +336,10 @@ class OptimizerProbe:
             self._samples.append(row)
         self._before, self._params, self._layouts = None, [], None
         self._pre_sq.clear()
+        self._schedule_sampling()
+
+    def _schedule_sampling(self) -> None:
+        """Whether the next update is sampled (every ``sample_every``-th), and the gradient hooks to match."""
         self._sampling = self._count % self.sample_every == 0
         if self._sampling:
             self._hook_gradients()
@@ -350,11 +354,7 @@ class OptimizerProbe:
     def skip_to(self, updates: int) -> None:
         """Continue the sampling schedule as if ``updates`` updates had been watched (a resumed run)."""
         self._count = updates
-        self._sampling = self._count % self.sample_every == 0
-        if self._sampling:
-            self._hook_gradients()
-        else:
-            self._unhook_gradients()
+        self._schedule_sampling()
 
     @property
     def pending(self) -> bool:

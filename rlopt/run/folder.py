@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rlopt import atomic
 from rlopt.run.evaluation import EVAL_CSV_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,11 @@ _EVALUATION_DECIDES = ("freq", "episodes", "deterministic")
 """Evaluation entries that decide the numbers (the others are derived from them, or words)."""
 
 
+def plan_identity(config_json: Mapping[str, Any]) -> dict[str, Any] | None:
+    """:func:`config_identity` of a plan's ``config.json`` data before it is written (as it will read)."""
+    return config_identity(json.loads(json.dumps(jsonable(config_json))))
+
+
 def config_identity(config: Any) -> dict[str, Any] | None:
     """The part of a run's ``config.json`` (as a JSON mapping) that decides what the run computes.
 
@@ -152,14 +158,15 @@ def config_identity(config: Any) -> dict[str, Any] | None:
 
 
 def rewrite_eval_csv(path: Path, rows: list[list[Any]]) -> None:
-    """Write ``eval.csv`` anew (header and ``rows``) atomically: a resumed run drops the rows after its
-    checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    """Write ``eval.csv`` anew (header and ``rows``) atomically: a new run's header, or a resumed run's
+    rows up to its checkpoint."""
+
+    def write(fh: Any) -> None:
         writer = csv.writer(fh)
         writer.writerow(EVAL_CSV_COLUMNS)
         writer.writerows(rows)
-    tmp.replace(path)
+
+    atomic.write_file(path, write, text=True)
 
 
 def start_run_folder(run_dir: Path, config: Mapping[str, Any], command: str) -> None:
@@ -168,6 +175,5 @@ def start_run_folder(run_dir: Path, config: Mapping[str, Any], command: str) -> 
     write_json(run_dir / "config.json", config)
     (run_dir / "command.txt").write_text(command + "\n")
     write_json(run_dir / "versions.json", versions())
-    with (run_dir / "eval.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerow(EVAL_CSV_COLUMNS)
+    rewrite_eval_csv(run_dir / "eval.csv", [])
     write_json(run_dir / "metrics.json", {"status": "running", "reason": "training in progress"})

@@ -53,6 +53,7 @@ from rlopt.run.evaluation import EvalCallback, EvalPoint
 from rlopt.run.folder import (
     config_identity,
     jsonable,
+    plan_identity,
     read_json,
     rewrite_eval_csv,
     start_run_folder,
@@ -327,7 +328,7 @@ def _checkpoint_to_resume(plan: TrainPlan) -> dict[str, Any] | None:
                 "(accepted: a checkpoint this rlopt wrote; or remove it and train the run anew)"
             )
         return None
-    planned = config_identity(json.loads(json.dumps(jsonable(plan.as_config_json()))))
+    planned = plan_identity(plan.as_config_json())
     recorded = config_identity(read_json(plan.run_dir / "config.json"))
     if recorded != planned:
         differing = sorted(k for k in planned or {} if (recorded or {}).get(k) != (planned or {}).get(k))

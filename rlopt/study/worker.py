@@ -46,7 +46,7 @@ from optuna.trial import TrialState
 from rlopt.config.study import Arm, StudySpec
 from rlopt.errors import ConfigError
 from rlopt.interrupts import raise_if_interrupted
-from rlopt.run.folder import config_identity
+from rlopt.run.folder import plan_identity
 from rlopt.run.metrics import DIVERGED_RULE, continue_diverged
 from rlopt.study import looks
 from rlopt.study.objective import aggregate, run_value
@@ -285,14 +285,14 @@ class Worker:
     ) -> list[RunResult | None]:
         """The runs earlier attempts of this trial finished (moved into place), None for the others."""
         from rlopt.run.config import TrainPlan
-        from rlopt.run.folder import jsonable, read_eval_csv
+        from rlopt.run.folder import read_eval_csv
 
         frozen = self.storage.get_trial(claimed.trial._trial_id)
         if not frozen.system_attrs.get("retry_history"):
             return [None] * len(plans)
         run_dirs = [str(Path(p.run_dir).relative_to(self.study_dir)) for p in plans]  # type: ignore[arg-type]
         expected = [
-            config_identity(json.loads(json.dumps(jsonable(p.as_config_json())))) or {}
+            plan_identity(p.as_config_json()) or {}
             if isinstance(p, TrainPlan)
             else {}  # a run that cannot be planned is not adopted: it fails as any run does
             for p in plans
