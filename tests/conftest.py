@@ -51,3 +51,15 @@ def _sb3_logs_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3-logs"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_test_worker() -> None:
+    """Under pytest-xdist every core already runs a test worker: torch's intra-op pool (one thread per
+    core by default) would oversubscribe them, which slows the small-tensor tests several-fold."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
