@@ -52,13 +52,8 @@ def _quiet_libraries() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from optuna.exceptions import StorageInternalError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from rlopt.analysis.look_verdicts import judge_look
     from rlopt.config.study import load_spec
     from rlopt.errors import ConfigError, StudyStopped
-    from rlopt.study.run import run_study
 
     for flag, value in (("--workers", args.workers), ("--parallel-runs", args.parallel_runs)):
         if value is not None and value < 1:
@@ -71,6 +66,14 @@ def run_command(args: argparse.Namespace) -> int:
             check_url(args.storage)
         except ConfigError as exc:
             raise ConfigError(f"--storage: {exc}") from exc
+    # The study's machinery (optuna, sqlalchemy, the statistics) loads only once the file is valid:
+    # a bad file is refused without waiting for it.
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rlopt.analysis.look_verdicts import judge_look
+    from rlopt.study.run import run_study
+
     _quiet_libraries()
     try:
         location, outcome = run_study(spec, storage=args.storage, runs_dir=args.runs_dir,
