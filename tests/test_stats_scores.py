@@ -73,6 +73,16 @@ def test_census_counts_every_state_and_flags_running_runs_as_partial() -> None:
     assert not scores.RunCensus.of(runs[:4]).partial
 
 
+def test_census_says_how_many_running_runs_have_finished_and_wait_for_their_trial() -> None:
+    # a campaign's trial holds its finished runs while its last runs train: they are "running", and the
+    # reader is told they finished, not left to think nothing has
+    runs = [record("ok"), record("ok", "RUNNING"), record("diverged", "RUNNING"), record(None, "RUNNING")]
+    census = scores.RunCensus.of(runs)
+    assert (census.usable, census.counts["running"], census.finished_running) == (1, 3, 2)
+    assert census.describe() == (
+        "4 runs: 1 ok, 3 running (2 of them finished, waiting for their trial to complete)")
+
+
 def test_run_score_reads_metrics_and_falls_back_to_the_curve() -> None:
     assert scores.run_score(record(final_return=42.0), "final_return") == 42.0
     # a diverged run continues at the task's random-policy return (the trial objective's rule), whatever

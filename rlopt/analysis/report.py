@@ -198,8 +198,8 @@ def _header(w: _Writer, title: str, census: RunCensus, partial: bool, planned_ru
         of_planned = f"partial: {census.usable} of {planned_runs} runs" if planned_runs is not None else ""
         w.add(
             f"> **Partial data{' (' + of_planned + ')' if of_planned else ''}: the study is still running.** "
-            f"{census.describe()}. Every number below uses the {census.usable} finished runs only and will "
-            "change."
+            f"{census.describe()}. Every number below uses only the {census.usable} runs that count "
+            "(finished, in a complete trial) and will change."
         )
     excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed", "duplicate"))
     if excluded:

@@ -137,14 +137,20 @@ def arm_label(record: RunLike) -> str:
 
 @dataclass(frozen=True)
 class RunCensus:
-    """How many runs are in each state; ``partial`` when some are still running."""
+    """How many runs are in each state; ``partial`` when some are still running. ``finished_running``:
+    the "running" runs that have finished, and wait for their trial to complete to count."""
 
     counts: Mapping[str, int]
+    finished_running: int = 0
 
     @classmethod
     def of(cls, records: Iterable[RunLike]) -> RunCensus:
-        counts = Counter(run_state(r) for r in records)
-        return cls({state: counts.get(state, 0) for state in (*USABLE_STATES, *EXCLUDED_STATES)})
+        records = list(records)
+        states = [run_state(r) for r in records]
+        counts = Counter(states)
+        waiting = sum(state == "running" and (r.metrics or {}).get("status") in USABLE_STATES
+                      for r, state in zip(records, states, strict=True))
+        return cls({state: counts.get(state, 0) for state in (*USABLE_STATES, *EXCLUDED_STATES)}, waiting)
 
     @property
     def total(self) -> int:
@@ -159,8 +165,12 @@ class RunCensus:
         return self.counts["running"] > 0
 
     def describe(self) -> str:
-        """``"12 runs: 10 ok, 1 diverged, 1 pruned"`` (states with zero runs left out)."""
+        """``"12 runs: 10 ok, 1 diverged, 1 pruned"`` (states with zero runs left out; "running" says how
+        many of its runs have finished)."""
         parts = [f"{n} {state}" for state, n in self.counts.items() if n]
+        if self.finished_running:
+            parts = [f"{part} ({self.finished_running} of them finished, waiting for their trial to complete)"
+                     if part.endswith(" running") else part for part in parts]
         return f"{self.total} runs: " + (", ".join(parts) if parts else "none")
 
 
