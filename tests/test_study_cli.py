@@ -220,3 +220,22 @@ def test_an_output_folder_under_a_file_is_a_one_line_error_and_nothing_is_writte
     assert line.startswith(expected), line
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_a_study_file_with_an_early_error_is_refused_without_loading_torch(tmp_path: Path) -> None:
+    # the error of a mistyped key, a seed count or a budget comes before anything needs torch, SB3 or
+    # optuna (seconds of imports): the command refuses the file at once
+    import sys
+
+    (tmp_path / "bad.yaml").write_text(GOOD.replace("seeds: 1", "seeds: 1.0e9"))
+    probe = (
+        "import sys\n"
+        "from rlopt.cli.main import main\n"
+        "code = main(['study', 'run', 'bad.yaml', '--runs-dir', 'runs'])\n"
+        "heavy = ('torch', 'stable_baselines3', 'optuna', 'scipy')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert "seeds: 1000000000.0 is not accepted" in result.stderr
+    assert result.stdout.strip() == "2 []", result.stdout + result.stderr

@@ -27,9 +27,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
-from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
-
 from rlopt.config.data import data_file
 from rlopt.config.yaml import load, merge, read_yaml
 from rlopt.errors import ConfigError
@@ -38,20 +35,20 @@ log = logging.getLogger(__name__)
 
 ALGOS = ("ppo", "sac")
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
+ACTIVATIONS: dict[str, str] = {
+    "tanh": "Tanh",
+    "relu": "ReLU",
+    "elu": "ELU",
+    "leaky_relu": "LeakyReLU",
+    "gelu": "GELU",
+    "silu": "SiLU",
 }
+"""Activation names of agent files -> ``torch.nn`` classes (by name: torch loads only when an agent is
+built, so that validating a file stays quick)."""
 
-SCHEDULES: dict[str, Callable[[float], Callable[[float], float]]] = {
-    # zoo's ``lin_<v>``: v * progress_remaining (1 at the start, 0 at the end)
-    "lin": lambda value: LinearSchedule(value, 0.0, 1.0),
-    "const": ConstantSchedule,
-}
+SCHEDULES = ("lin", "const")
+"""Schedule kinds: the zoo's ``lin_<v>`` is v * progress_remaining (1 at the start, 0 at the end);
+``const_<v>`` is v."""
 
 SCHEDULE_KEYS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
 """SB3 arguments that accept a number or a schedule string."""
@@ -381,11 +378,20 @@ def to_sb3_kwargs(hparams: AgentHparams) -> dict[str, Any]:
     for key in SCHEDULE_KEYS & set(out):
         if out[key] is not None:
             kind, value = parse_schedule(out[key], key)
-            out[key] = value if kind == "const" else SCHEDULES[kind](value)
+            out[key] = value if kind == "const" else _linear_schedule(value)
     if isinstance(out.get("train_freq"), list):
         out["train_freq"] = tuple(out["train_freq"])
     policy_kwargs = dict(out.get("policy_kwargs") or {})
     if "activation_fn" in policy_kwargs:
-        policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+        import torch.nn as nn
+
+        policy_kwargs["activation_fn"] = getattr(nn, ACTIVATIONS[policy_kwargs["activation_fn"]])
     out["policy_kwargs"] = policy_kwargs
     return out
+
+
+def _linear_schedule(value: float) -> Callable[[float], float]:
+    """The zoo's ``lin_<value>``: ``value * progress_remaining``."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    return LinearSchedule(value, 0.0, 1.0)
