@@ -53,3 +53,21 @@ def test_a_committed_bundle_loads_and_regenerates_its_verdict_table(bundle: Path
         return
     assert verdict.returncode == 0, verdict.stderr[-2000:]
     assert verdict.stdout.strip() == _verdicts_section(committed)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_a_committed_bundle_regenerates_its_table_of_runs(bundle: Path, tmp_path: Path) -> None:
+    # progress.md (the per-run table that results/README.md quotes) is what the bundle's own run
+    # folders say: no number in it can drift from the runs or be edited by hand unnoticed
+    import subprocess
+    import sys
+
+    shutil.copytree(bundle, tmp_path / bundle.name, ignore=shutil.ignore_patterns("progress.md"))
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign.py"), "progress", "--into",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    regenerated = (tmp_path / bundle.name / "progress.md").read_text()
+    assert regenerated == (bundle / "progress.md").read_text()
+    progress = json.loads((bundle / "progress.json").read_text())
+    assert regenerated.count("\n| `") == len(list(bundle.glob("*/trial_*/*/metrics.json")))
+    assert f"{progress['finished_total']} finished run folders" in regenerated
