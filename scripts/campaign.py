@@ -43,7 +43,6 @@ Run the campaign from a pinned checkout with its own venv, at low priority, e.g.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sqlite3
@@ -167,31 +166,22 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
     return finished
 
 
-def _returns(run_dir: Path) -> list[float]:
-    try:
-        with open(run_dir / "eval.csv", newline="") as handle:
-            return [float(row["mean_return"]) for row in csv.DictReader(handle)]
-    except (OSError, KeyError, ValueError):
-        return []
-
-
 def write_progress_table(bundle: Path) -> Path:
     """``progress.md``: one row per run folder of the bundle, read from the bundle's own files only.
 
     Which runs *count* is the trials' business (a finished run of a failed trial does not): the
     report's "Runs left out" says which, and why."""
+    from rlopt.run.folder import read_eval_csv, read_json
+
     progress = json.loads((bundle / "progress.json").read_text())
     checkpoints = {str(e["run"]): e["checkpoint_timesteps"] for e in progress.get("in_flight", [])}
     rows = []
     for metrics_path in sorted(bundle.glob("*/trial_*/*/metrics.json")):
         run_dir = metrics_path.parent
         name = str(run_dir.relative_to(bundle))
-        metrics = json.loads(metrics_path.read_text())
-        try:
-            commit = str(json.loads((run_dir / "versions.json").read_text()).get("git_commit") or "")[:7]
-        except (OSError, ValueError):
-            commit = ""
-        returns = _returns(run_dir)
+        metrics = read_json(metrics_path)
+        commit = str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
+        returns = read_eval_csv(run_dir / "eval.csv")[1].tolist()
         finished = metrics.get("status") in FINISHED
         steps = metrics.get("timesteps_done") if finished else checkpoints.get(name)
         last = returns[-5:]
@@ -267,12 +257,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folders_holding(root: Path, name: str, flag: str, accepted: str) -> list[Path]:
+    """The study folders under ``root`` that hold ``name``; none is a one-line error naming ``flag``."""
+    folders = sorted(p.parent for p in root.glob(f"*/{name}"))
+    if not folders:
+        fail(f"{flag} {root}: no study folder with a {name} (accepted: {accepted})")
+    return folders
+
+
 def snapshot(args: argparse.Namespace) -> int:
     live_root, into = Path(args.live), Path(args.into)
-    studies = sorted(p.parent for p in live_root.glob("*/study.db"))
-    if not studies:
-        fail(f"--live {live_root}: no study folder with a study.db (accepted: the campaign's live folder)")
-    for live in studies:
+    for live in _folders_holding(live_root, "study.db", "--live", "the campaign's live folder"):
         finished = snapshot_study(live, into / live.name)
         print(f"{live.name}: {sum(finished.values())} finished runs -> {into / live.name}")
     return 0
@@ -281,11 +276,7 @@ def snapshot(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     import tempfile
 
-    into = Path(args.into)
-    bundles = sorted(p.parent for p in into.glob("*/study.db"))
-    if not bundles:
-        fail(f"--into {into}: no bundle with a study.db (accepted: the campaign's results folder)")
-    for bundle in bundles:
+    for bundle in _folders_holding(Path(args.into), "study.db", "--into", "the campaign's results folder"):
         study_file = STUDIES / f"{bundle.name}.yaml"
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / bundle.name
@@ -305,11 +296,8 @@ def report(args: argparse.Namespace) -> int:
 
 
 def progress(args: argparse.Namespace) -> int:
-    into = Path(args.into)
-    bundles = sorted(p.parent for p in into.glob("*/progress.json"))
-    if not bundles:
-        fail(f"--into {into}: no bundle with a progress.json (accepted: the campaign's results folder)")
-    for bundle in bundles:
+    for bundle in _folders_holding(Path(args.into), "progress.json", "--into",
+                                   "the campaign's results folder"):
         print(f"{bundle.name}: {write_progress_table(bundle)}")
     return 0
 

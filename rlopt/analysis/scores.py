@@ -167,10 +167,10 @@ class RunCensus:
     def describe(self) -> str:
         """``"12 runs: 10 ok, 1 diverged, 1 pruned"`` (states with zero runs left out; "running" says how
         many of its runs have finished)."""
-        parts = [f"{n} {state}" for state, n in self.counts.items() if n]
-        if self.finished_running:
-            parts = [f"{part} ({self.finished_running} of them finished, waiting for their trial to complete)"
-                     if part.endswith(" running") else part for part in parts]
+        waiting = (f" ({self.finished_running} of them finished, waiting for their trial to complete)"
+                   if self.finished_running else "")
+        parts = [f"{n} {state}" + (waiting if state == "running" else "")
+                 for state, n in self.counts.items() if n]
         return f"{self.total} runs: " + (", ".join(parts) if parts else "none")
 
 
