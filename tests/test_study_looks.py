@@ -114,7 +114,14 @@ claim: {statement: ADOPT beats Adam, source: test, kind: better, candidate: {opt
 def test_a_sequential_study_extends_its_cells_reusing_their_runs_then_stops(tmp_path: Path) -> None:
     path = write_study(tmp_path, "seq", "  - optimizer: adam\n  - optimizer: adopt\n",
                        extra=SEQUENTIAL_STUDY)
-    path.write_text(path.read_text().replace("seeds: 2", "seeds: {initial: 2, max: 4, step: 2}"))
+    # the study's tasks come from a suite file given by path, whose name is not a known suite's: each
+    # look normalises its scores with that file's references, as the report does
+    suite = tmp_path / "pendulum-suite.yaml"
+    suite.write_text("name: pendulum-only\ntasks:\n  InvertedPendulum-v5: {timesteps: 256, eval_freq: 128, "
+                     "eval_episodes: 2, random_return: 5, random_source: x, reference_return: 1000, "
+                     "reference_source: own refs}\n")
+    path.write_text(path.read_text().replace("seeds: 2", "seeds: {initial: 2, max: 4, step: 2}")
+                    .replace("tasks: [InvertedPendulum-v5]", f"suite: {suite}"))
     runs = tmp_path / "runs"
     done = run_rlopt("study", "run", path, "--runs-dir", runs, "--no-plots", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

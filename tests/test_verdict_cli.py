@@ -115,11 +115,55 @@ def test_verdict_on_a_study_file_takes_the_references_of_its_suite(
     suite.write_text(f"name: own\ntasks:\n  Hopper-v5: {entry}\n  Walker2d-v5: {entry}\n")
     study = tmp_path / "study.yaml"
     claim = "".join(f"    {line}\n" if i else f"  - {line}\n" for i, line in enumerate(CLAIM.splitlines()))
-    study.write_text(f"name: s\nalgorithm: ppo\nsuite: {suite}\nseeds: 5\noptimizers: [{{optimizer: adam}}]\n"
+    study.write_text(f"name: s\nalgorithm: ppo\nsuite: {suite}\nseeds: 5\n"
+                     f"optimizers: [{{optimizer: adam}}, {{optimizer: adopt}}]\nobjective: normalized_auc\n"
                      f"claim:\n{claim}")
     runs = write_csv(tmp_path / "runs.csv", constructed_rows())
     assert main(["verdict", str(study), str(runs), "--resamples", "300"]) == 0
     assert "reference return (suite own) (own refs)" in capsys.readouterr().err
+
+
+def _study_of_adam_and_adopt(tmp_path: Path, optimizers: str = "[{optimizer: adam}, {optimizer: adopt}]"
+                             ) -> Path:
+    claim = "".join(f"    {line}\n" if i else f"  - {line}\n" for i, line in enumerate(CLAIM.splitlines()))
+    study = tmp_path / "study.yaml"
+    study.write_text(f"name: s\nalgorithm: ppo\ntasks: [Hopper-v5, Walker2d-v5]\ntimesteps: 3000\n"
+                     f"evaluation: {{every: 1000, episodes: 1}}\nseeds: 5\noptimizers: {optimizers}\n"
+                     f"objective: normalized_auc\n"
+                     f"claim:\n{claim}")
+    return study
+
+
+@pytest.mark.parametrize("kept", ["adam", "none"])
+def test_a_study_whose_arm_has_no_runs_yet_is_inconclusive_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kept: str
+) -> None:
+    # a campaign's runs CSV holds only complete trials: while one arm's trial runs, the other arm's
+    # runs (or none) are all there is, and the verdict is the report's: inconclusive for want of runs
+    rows = [r for r in constructed_rows() if r["optimizer"] == kept]
+    runs = write_csv(tmp_path / "runs.csv", rows, ["task", "seed", "optimizer", "step", "return"])
+    assert main(["verdict", str(_study_of_adam_and_adopt(tmp_path)), str(runs), "--resamples", "300"]) == 0
+    out = capsys.readouterr()
+    row = next(line for line in out.out.splitlines() if line.startswith("| ADOPT beats Adam |"))
+    why = "no task has finished runs of both arms" if rows else "no evaluated runs"
+    assert "**inconclusive at this budget**" in row and why in out.out
+    assert "no runs yet of optimizer=adopt" in out.err and ("optimizer=adam" in out.err) == (not rows)
+
+
+def test_a_study_file_is_validated_whole_and_a_csv_of_none_of_its_arms_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rows = [dict(r, optimizer=f"sgd-{r['optimizer']}") for r in constructed_rows()]
+    runs = write_csv(tmp_path / "runs.csv", rows)
+    assert main(["verdict", str(_study_of_adam_and_adopt(tmp_path)), str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "none of its 20 runs is of an arm of the claims (optimizer=adopt; optimizer=adam)" in err
+    assert err.count("\n") == 1
+    # a claim naming an arm the study does not run is the study file's error, as rlopt study run says
+    study = _study_of_adam_and_adopt(tmp_path, optimizers="[{optimizer: adam}]")
+    assert main(["verdict", str(study), str(write_csv(tmp_path / "ok.csv", constructed_rows()))]) == 2
+    err = capsys.readouterr().err
+    assert "'adopt' is not an optimizer entry of this study" in err and err.count("\n") == 1
 
 
 STUDY_CLAIM = """\

@@ -6,6 +6,12 @@ them, alone. References for normalisation are those ``rlopt report`` takes
 listing the task), ``--reference TASK=RANDOM,REFERENCE`` (once per task) overriding them; when some
 task has neither, scores are normalised min–max over the runs of each task. The table goes to stdout,
 a line on the references and runs to stderr.
+
+A study file is validated whole (its claim's arms must be optimizer entries of the study), and then
+an arm without runs in the CSV is a study still running, not a mistake: the verdict is the report's,
+inconclusive for want of runs, and a line on stderr says which arm has none yet. A CSV none of whose
+runs is of any arm, or a claim file alone whose arm matches no run, is refused (exit 2): that is the
+wrong file or a misspelt arm.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,32 +75,70 @@ def parse_references(values: Sequence[str]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def read_claims(path: Path) -> tuple[tuple[Any, ...], str | None]:
-    """The claims of a study file's ``claim:`` section, or of a file holding only the claim(s), and the
-    study file's ``suite:`` (whose reference scores its report uses), if any."""
+@dataclass(frozen=True)
+class ClaimFile:
+    """The claims to judge and where they come from.
+
+    Attributes:
+        claims: The claims, validated.
+        suite: The study file's ``suite:`` as written (whose reference scores its report uses), if any.
+        of_study: Whether they are a study file's ``claim:`` section, checked against its arms.
+    """
+
+    claims: tuple[Any, ...]
+    suite: str | None
+    of_study: bool
+
+
+def read_claims(path: Path) -> ClaimFile:
+    """The claims of a study file (validated whole, as ``rlopt study run`` would) or of a file holding
+    only the claim(s)."""
     from rlopt.config.claims import claims_from_config
+    from rlopt.config.study import load_spec
     from rlopt.config.yaml import read_yaml
 
     data = read_yaml(path, "claim file")
-    study_file = isinstance(data, dict) and "claim" in data
-    section = data.get("claim") if study_file else data
-    claims = claims_from_config(section, where=f"{path}: claim")
+    if isinstance(data, dict) and "claim" in data:
+        spec = load_spec(path)
+        if not spec.claim:
+            raise ConfigError(f"{path}: the study file's 'claim:' section is empty: nothing to judge")
+        return ClaimFile(tuple(spec.claim), spec.suite, of_study=True)
+    claims = claims_from_config(data, where=f"{path}: claim")
     if not claims:
         raise ConfigError(f"{path}: no claim found (expected a 'claim:' section or a claim mapping)")
-    return claims, data.get("suite") if study_file else None
+    return ClaimFile(claims, None, of_study=False)
 
 
-def check_arms(claims: Sequence[Any], records: Sequence[Any], source: Path) -> None:
-    """Raise ConfigError naming a claim's arm that matches no run."""
-    for claim in claims:
+def arms_without_runs(claim_file: ClaimFile, records: Sequence[Any], source: Path) -> list[str]:
+    """The arms of a study file's claims that match no run of ``records``, described once each
+    (e.g. ``optimizer=adopt``).
+
+    Raises:
+        ConfigError: for a claim key no run has; for a CSV none of whose runs belongs to any arm; for
+            an arm of a claim file alone that matches no run (a misspelt arm or the wrong CSV).
+    """
+    missing: list[str] = []
+    matched = False
+    for claim in claim_file.claims:
         claim.check_keys(records)
         arms = [("candidate", claim.candidate)] + ([("baseline", claim.baseline)] if claim.baseline else [])
         for name, selector in arms:
-            if not any(selector.matches(r) for r in records):
+            if any(selector.matches(r) for r in records):
+                matched = True
+                continue
+            if not claim_file.of_study:
                 raise ConfigError(
                     f"claim {claim.statement!r}: the {name} ({selector.describe()}) matches no run "
                     f"in {source}"
                 )
+            if selector.describe() not in missing:
+                missing.append(selector.describe())
+    if missing and not matched and records:
+        raise ConfigError(
+            f"{source}: none of its {len(records)} runs is of an arm of the claims ({'; '.join(missing)}); "
+            f"accepted: the runs CSV of this study (rlopt study export)"
+        )
+    return missing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,13 +149,18 @@ def run(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be a positive integer, got {args.resamples}")
     references = parse_references(args.reference)
-    claims, suite = read_claims(args.claim)
+    claim_file = read_claims(args.claim)
     records = read_runs_csv(args.runs)
-    if not records:
+    if not records and not claim_file.of_study:
         raise ConfigError(f"{args.runs}: no runs (the CSV has a header but no rows)")
-    check_arms(claims, records, args.runs)
-    normaliser = normaliser_for(records, references, suite)
-    verdicts = judge(claims, records, normaliser=normaliser, n_resamples=args.resamples, seed=args.seed)
+    missing = arms_without_runs(claim_file, records, args.runs)
+    normaliser = normaliser_for(records, references, claim_file.suite)
+    verdicts = judge(
+        claim_file.claims, records, normaliser=normaliser, n_resamples=args.resamples, seed=args.seed
+    )
     print(f"{len(records)} runs from {args.runs}; normalised scores: {normaliser.source}", file=sys.stderr)
+    if missing:
+        print(f"no runs yet of {'; '.join(missing)} (the study is still running): its claims are "
+              "inconclusive for want of them", file=sys.stderr)
     sys.stdout.write(verdicts_markdown(verdicts))
     return 0

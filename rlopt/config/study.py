@@ -8,7 +8,7 @@ touching code. Every key, with its default::
     claim: {...}                      # the paper's claim under test (see rlopt.analysis.verdict); optional
     algorithm: ppo                    # ppo | sac
     tasks: [HalfCheetah-v5]           # Gymnasium ids ...
-    suite: mujoco                     # ... or a suite of envs/ (its budgets and reference scores)
+    suite: mujoco                     # ... or a suite: a name of envs/ or a path (budgets, references)
     seeds: 3                          # a count (seeds 0..n-1) or a list of seeds; each trial runs all;
                                       # or {initial: 5, max: 15, step: 5}: sequential seeds (SeedLooks)
     timesteps: 100000                 # per run; default with a suite: each task's budget
@@ -585,11 +585,12 @@ def _parse_tasks(where: Where, data: Mapping[str, Any]) -> tuple[tuple[str, ...]
         raise where.error("give exactly one of 'tasks' (a list of Gymnasium ids) or 'suite' "
                           "(a name of envs/*.yaml)")
     if "suite" in data:
+        written = _text(where / "suite", data["suite"]).strip()
         try:
-            suite = load_suite(_text(where / "suite", data["suite"]))
+            suite = load_suite(written)
         except ConfigError as exc:
             raise (where / "suite").error(str(exc)) from exc
-        return tuple(suite.task_names), suite.name
+        return tuple(suite.task_names), written  # a name or a path: what load_suite takes again
     tasks = data["tasks"]
     if isinstance(tasks, str):
         tasks = [tasks]
