@@ -444,6 +444,30 @@ def test_an_ant_like_initial_score_is_not_learning() -> None:
     assert verdict.reason.startswith("nothing was learnt at this budget: the candidate learnt too little")
 
 
+def test_a_task_where_nothing_was_learnt_does_not_ride_on_the_other_tasks_gains() -> None:
+    # Claim 1's shape: on Hopper both arms learn and the candidate clearly more; on Walker2d both start
+    # at 22 and end below it (PPO falling back). Pooled, the candidate is "better" with a pooled gain
+    # far above min_gain, but on Walker2d it learnt nothing: the verdict cannot speak for both tasks.
+    hopper = arm("a", HIGH, tasks=("Hopper-v5",)) + arm("b", LOW, tasks=("Hopper-v5",))
+    walker = [run(o, "Walker2d-v5", s, 15.0 + s, curve=[22.0, 30.0, 15.0 + s])
+              for o in "ab" for s in range(5)]
+    verdict = evaluate(claim("better"), hopper + walker, **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > 0  # the interval alone: reproduced
+    assert verdict.outcome == INCONCLUSIVE
+    assert verdict.reason.startswith(
+        "nothing was learnt at this budget: the candidate learnt too little on Walker2d-v5: IQM gain of "
+        "final_return over its initial score -0.05 there, not above min_gain 0.1"
+    )
+    # each task alone, as the details line shows it: what the pooled interval rests on
+    assert verdict.per_task.startswith("Hopper-v5: IQM difference +0.50 [")
+    assert "Walker2d-v5: IQM difference +0.00 [" in verdict.per_task
+    assert verdict.per_task.endswith("gains of final_return candidate -0.05, baseline -0.05")
+    # the same runs where Walker2d learns too: the guard lets the verdict through
+    learning = [run(o, "Walker2d-v5", s, f, curve=[0.0, f / 2, f])
+                for o, finals in (("a", HIGH), ("b", LOW)) for s, f in enumerate(finals)]
+    assert evaluate(claim("better"), hopper + learning, **BOOT).outcome == REPRODUCED
+
+
 def test_issue_13_competitive_case_is_inconclusive() -> None:
     # baseline ~0.070, candidate ~0.025 normalised: the candidate reaches a third of a baseline that
     # itself learnt less than min_gain.

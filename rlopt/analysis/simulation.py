@@ -67,6 +67,7 @@ class RunModel:
         shift: A constant added to every evaluation of the run (boundaries are set with it).
         collapses: Mean of the Poisson number of return collapses per run.
         flat: The run never learns: every evaluation at ``f`` (plus noise).
+        flat_on: Tasks where it never learns (as ``flat``), learning as above on the others.
     """
 
     mean: float = 0.5
@@ -75,6 +76,7 @@ class RunModel:
     shift: float = 0.0
     collapses: float = 0.0
     flat: bool = False
+    flat_on: tuple[str, ...] = ()
 
     def finals(self, rng: np.random.Generator, floor: float, n: int) -> np.ndarray:
         if self.flat:
@@ -126,7 +128,8 @@ def draw_study(
         for group, model in arm.groups.items():
             for task in tasks:
                 floor = TASK_FLOORS[task]
-                curves = model.curves(rng, floor, seeds)
+                on_task = replace(model, flat=True) if task in model.flat_on else model
+                curves = on_task.curves(rng, floor, seeds)
                 collapses = rng.poisson(model.collapses, seeds)
                 for seed in range(seeds):
                     returns = curves[seed]
@@ -368,6 +371,21 @@ def degenerate_scenarios() -> list[Scenario]:
             _claim("competitive", metric="auc", margin=0.2),
             _pair(flat, flat),
             "neither arm learns; both stay at the initial policy's score",
+        ),
+        _scenario(
+            "better/one-task-learns-nothing",
+            "degenerate",
+            _claim("better", metric="auc"),
+            _pair(RunModel(mean=0.9, sd=0.05, fail=0.0, flat_on=("Ant",)),
+                  RunModel(mean=0.3, flat_on=("Ant",))),
+            "a clear win on Cheetah; on Ant neither arm leaves its initial score (claim 1's Ant at 1M)",
+        ),
+        _scenario(
+            "competitive/baseline-flat-on-one-task",
+            "degenerate",
+            _claim("competitive", metric="auc", margin=0.2),
+            _pair(RunModel(mean=0.8, sd=0.05, fail=0.0, flat_on=("Ant",)), RunModel(flat_on=("Ant",))),
+            "both arms learn on Cheetah only (the candidate more); on Ant the baseline's gain is 0",
         ),
         _scenario(
             "better/ant-initial",

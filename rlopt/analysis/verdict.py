@@ -9,8 +9,10 @@ bootstrap, the scores, the guards and the outcome).
 reference). A run's *gain* is its score minus its floor, ``max(0, normalised first evaluation)``
 (:func:`rlopt.analysis.scores.floor_score`): what it learnt beyond the floor of the scale *and* beyond its
 initial policy (Ant's untrained policy already scores 0.2). An arm (or group) *has learnt* when the lower
-bound of the IQM of its gains is above ``min_gain`` (default 0.1: a tenth of the way from random to the
-reference); kinds without a score metric measure gains on ``final_return``.
+bound of the IQM of its gains, pooled over tasks, is above ``min_gain`` (default 0.1: a tenth of the way
+from random to the reference) *and* the IQM of its gains on each task alone is above it too, so that a
+task where nothing was learnt cannot ride into a verdict on another task's gains. Gains are measured on
+``final_return``: a policy that ends where it began has learnt nothing, whatever its curve did between.
 
 **Intervals.** Every interval of a verdict is a stratified-bootstrap *t* interval (:mod:`rlopt.stats`,
 ``method="t"``) at ``confidence`` (default 95%, so 2.5% on each side): at 5 runs per task the percentile
@@ -39,7 +41,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -100,6 +102,9 @@ class Verdict:
         budget: The steps per run against the paper's, e.g. ``sub-budget: 30,000 steps per run, 3% of
             the paper's 1,000,000``.
         sub_budget: True below the paper's budget, False at or above it, None when it is unknown.
+        per_task: For a two-arm claim on a score over several tasks, the IQM difference on each task
+            alone with its interval and each arm's gain there; what the pooled verdict rests on, not
+            what decides it ("" otherwise).
     """
 
     claim: Claim
@@ -112,6 +117,7 @@ class Verdict:
     details: Mapping[str, float] = field(default_factory=dict)
     budget: str = ""
     sub_budget: bool | None = None
+    per_task: str = ""
 
     @property
     def label(self) -> str:
@@ -214,20 +220,30 @@ def budget_of(claim: Claim, runs: Sequence[RunLike]) -> tuple[str, bool | None]:
 
 
 class _Guard:
-    """Whether an arm (or group) learnt: the lower bound of the IQM of its gains against ``min_gain``.
+    """Whether an arm (or group) learnt: on the tasks pooled, the lower bound of the IQM of its gains
+    above ``min_gain``; and on each task alone, the IQM of its gains there above ``min_gain``.
 
-    The interval is computed only when a verdict needs the guard (most verdicts are inconclusive by
-    their own interval), and not at all when the estimate itself is not above ``min_gain`` (the t
-    interval is centred on it, so its lower bound cannot be).
+    The per-task test is on the estimate (five runs of one task give too wide an interval to ask its
+    lower bound): it keeps a task where nothing was learnt (Ant's PPO falling back below its initial
+    policy) from riding on another task's gains into a verdict about both. The pooled interval is
+    computed only when a verdict needs the guard (most verdicts are inconclusive by their own
+    interval), and not at all when the estimate itself is not above ``min_gain`` (the t interval is
+    centred on it, so its lower bound cannot be).
     """
 
-    def __init__(self, who: str, strata: Strata, min_gain: float, boot: Mapping[str, Any]) -> None:
+    def __init__(
+        self, who: str, strata: Strata, min_gain: float, boot: Mapping[str, Any], tasks: Sequence[str]
+    ) -> None:
         self.who = who
         self.strata = strata
         self.min_gain = min_gain
         self.boot = boot
         usable = bool(strata) and all(s.size for s in strata)
         self.estimate = float(stats.pooled_iqm(strata)) if usable else math.nan
+        self.per_task = {
+            task: float(stats.iqm(stratum)) if stratum.size else math.nan
+            for task, stratum in zip(tasks, strata, strict=True)
+        }
         self._interval: stats.Interval | None = None
 
     @property
@@ -240,10 +256,30 @@ class _Guard:
         return self._interval
 
     @property
+    def flat_tasks(self) -> list[str]:
+        """The tasks where the IQM of the gains is not above ``min_gain``, when more than one task counts."""
+        if len(self.per_task) < 2:
+            return []  # then the pooled test is this task's own
+        return [t for t, gain in self.per_task.items() if not gain > self.min_gain]
+
+    @property
+    def learnt_by_estimate(self) -> bool:
+        """The estimates alone (no bootstrap): pooled and on each task above ``min_gain``."""
+        return self.estimate > self.min_gain and not self.flat_tasks
+
+    @property
     def learnt(self) -> bool:
-        return self.estimate > self.min_gain and self.interval.defined and self.interval.low > self.min_gain
+        return self.learnt_by_estimate and self.interval.defined and self.interval.low > self.min_gain
 
     def failure(self) -> str:
+        if self.estimate > self.min_gain and self.flat_tasks:
+            task = self.flat_tasks[0]
+            more = f" (and on {', '.join(self.flat_tasks[1:])})" if len(self.flat_tasks) > 1 else ""
+            return (
+                f"{self.who} learnt too little on {task}: IQM gain of {LEARNING_METRIC} over its initial "
+                f"score {self.per_task[task]:.2f} there{more}, not above min_gain {self.min_gain:g}, so the "
+                f"pooled gain {self.estimate:.2f} rests on the other tasks"
+            )
         shown = self.interval.format() if self.interval.defined else f"{self.estimate:.2f}"
         return (
             f"{self.who} learnt too little: IQM gain of {LEARNING_METRIC} over its initial score {shown}, "
@@ -336,7 +372,7 @@ class Rule(ABC):
             )
             for task in cells.tasks
         ]
-        return _Guard(who, strata, self.claim.min_gain, self.boot)
+        return _Guard(who, strata, self.claim.min_gain, self.boot, cells.tasks)
 
     def no_data(self, why: str, runs: Sequence[RunLike] = ()) -> Verdict:
         """Inconclusive without an interval, saying ``why``."""
@@ -370,7 +406,7 @@ class Rule(ABC):
             outcome = INCONCLUSIVE
         elif outcome == INCONCLUSIVE:
             # Say so when the arm a reproduced verdict would credit did not learn (estimates: no bootstrap).
-            flat = [g for g in guards.get(REPRODUCED, ()) if not g.estimate > g.min_gain]
+            flat = [g for g in guards.get(REPRODUCED, ()) if not g.learnt_by_estimate]
             if flat:
                 reason = f"{reason}; nothing was learnt at this budget: {flat[0].failure()}"
         smallest = cells.smallest()
@@ -402,7 +438,26 @@ class TwoArmRule(Rule):
         cells = _Cells.of({"candidate": candidate, "baseline": baseline})
         if not cells.tasks:
             return self.no_data("no task has finished runs of both arms", candidate + baseline)
-        return self.compare(cells, candidate + baseline)
+        verdict = self.compare(cells, candidate + baseline)
+        if len(cells.tasks) > 1 and self.claim.metric in SCORE_METRICS:
+            verdict = replace(verdict, per_task=self.per_task(cells))
+        return verdict
+
+    def per_task(self, cells: _Cells) -> str:
+        """Each task alone (its interval from that task's runs only, so wider than the pooled one):
+        ``"HalfCheetah-v5: IQM difference +0.05 [-0.01, +0.11], gains of final_return candidate 0.62,
+        baseline 0.57; Ant-v5: ..."``."""
+        parts = []
+        for task in cells.tasks:
+            candidate, baseline = cells.groups["candidate"][task], cells.groups["baseline"][task]
+            diff = stats.iqm_difference_interval(
+                [self.scores(candidate)], [self.scores(baseline)], **self.boot
+            )
+            gain_c, gain_b = (float(stats.iqm(gains(r, LEARNING_METRIC, self.normaliser)))
+                              for r in (candidate, baseline))
+            parts.append(f"{task}: IQM difference {diff.format(signed=True)}, gains of {LEARNING_METRIC} "
+                         f"candidate {gain_c:.2f}, baseline {gain_b:.2f}")
+        return "; ".join(parts)
 
     @abstractmethod
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
