@@ -458,10 +458,13 @@ def test_a_task_where_nothing_was_learnt_does_not_ride_on_the_other_tasks_gains(
         "nothing was learnt at this budget: the candidate learnt too little on Walker2d-v5: IQM gain of "
         "final_return over its initial score -0.05 there, not above min_gain 0.1"
     )
-    # each task alone, as the details line shows it: what the pooled interval rests on
-    assert verdict.per_task.startswith("Hopper-v5: IQM difference +0.50 [")
-    assert "Walker2d-v5: IQM difference +0.00 [" in verdict.per_task
-    assert verdict.per_task.endswith("gains of final_return candidate -0.05, baseline -0.05")
+    # the same rule on each task alone, as the details line shows it: what the pooled verdict rests on
+    hopper_alone, walker_alone = verdict.per_task.split("; ")
+    assert hopper_alone.startswith("Hopper-v5: +0.50 [") and hopper_alone.endswith(", reproduced")
+    assert walker_alone.startswith("Walker2d-v5: +0.00 [")
+    assert walker_alone.endswith("inconclusive at this budget (nothing was learnt: the candidate learnt too "
+                                 "little: IQM gain of final_return over its initial score -0.05, estimate "
+                                 "not above min_gain 0.1)")
     # the same runs where Walker2d learns too: the guard lets the verdict through
     learning = [run(o, "Walker2d-v5", s, f, curve=[0.0, f / 2, f])
                 for o, finals in (("a", HIGH), ("b", LOW)) for s, f in enumerate(finals)]

@@ -499,7 +499,8 @@ def simulate(
     for i in range(studies):
         runs = scenario.draw(rng, seeds)
         if judge is None:
-            verdict = evaluate(claim, runs, normaliser=NORMALISER, n_resamples=n_resamples, seed=i)
+            verdict = evaluate(claim, runs, normaliser=NORMALISER, n_resamples=n_resamples, seed=i,
+                               each_task=False)
             used = seeds or scenario.seeds
         else:
             verdict, used = judge(claim, runs, i)
@@ -557,7 +558,8 @@ def sequential_verdict(
     verdict = None
     for j, n in enumerate(looks):
         verdict = evaluate(
-            adjusted, seeds_of(runs, n), normaliser=normaliser, n_resamples=n_resamples, seed=seed + j
+            adjusted, seeds_of(runs, n), normaliser=normaliser, n_resamples=n_resamples, seed=seed + j,
+            each_task=False,
         )
         if verdict.outcome != INCONCLUSIVE:
             return SequentialVerdict(verdict, n, j)

@@ -76,6 +76,8 @@ if (claims.SCORE_METRICS, claims.STABILITY_METRICS, claims.DEFAULT_CONFIDENCE) !
 REPRODUCED = "reproduced"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive at this budget"
+NOTHING_LEARNT = "nothing was learnt at this budget: "
+"""How a reason starts (or goes on) when the learning guard turned a verdict inconclusive."""
 
 VERDICT_METHOD = "t"
 """The bootstrap interval of every verdict (see :mod:`rlopt.stats`)."""
@@ -102,9 +104,9 @@ class Verdict:
         budget: The steps per run against the paper's, e.g. ``sub-budget: 30,000 steps per run, 3% of
             the paper's 1,000,000``.
         sub_budget: True below the paper's budget, False at or above it, None when it is unknown.
-        per_task: For a two-arm claim on a score over several tasks, the IQM difference on each task
-            alone with its interval and each arm's gain there; what the pooled verdict rests on, not
-            what decides it ("" otherwise).
+        per_task: For a two-arm claim on several tasks, the same rule on each task's runs alone (its
+            effect, interval and outcome); what the pooled verdict rests on, not what decides it (""
+            otherwise).
     """
 
     claim: Claim
@@ -313,15 +315,19 @@ class Rule(ABC):
         normaliser: Per-task reference scores.
         n_resamples: Bootstrap resamples per interval.
         seed: Bootstrap seed.
+        each_task: Also judge each task alone (:attr:`Verdict.per_task`; off where only the outcome counts).
     """
 
     kind: ClassVar[str]
 
-    def __init__(self, claim: Claim, normaliser: Normaliser, n_resamples: int, seed: int) -> None:
+    def __init__(
+        self, claim: Claim, normaliser: Normaliser, n_resamples: int, seed: int, each_task: bool = True
+    ) -> None:
         self.claim = claim
         self.normaliser = normaliser
         self.n_resamples = n_resamples
         self.seed = seed
+        self.each_task = each_task
 
     @property
     @abstractmethod
@@ -402,13 +408,13 @@ class Rule(ABC):
         outcome, reason = decide(interval, 0.0, "above")
         failure = _first_failure(guards.get(outcome, ()))
         if failure:
-            reason = f"nothing was learnt at this budget: {failure} (the interval alone: {outcome}, {reason})"
+            reason = f"{NOTHING_LEARNT}{failure} (the interval alone: {outcome}, {reason})"
             outcome = INCONCLUSIVE
         elif outcome == INCONCLUSIVE:
             # Say so when the arm a reproduced verdict would credit did not learn (estimates: no bootstrap).
             flat = [g for g in guards.get(REPRODUCED, ()) if not g.learnt_by_estimate]
             if flat:
-                reason = f"{reason}; nothing was learnt at this budget: {flat[0].failure()}"
+                reason = f"{reason}; {NOTHING_LEARNT}{flat[0].failure()}"
         smallest = cells.smallest()
         if outcome != INCONCLUSIVE and smallest < claim.min_runs:
             reason = (
@@ -439,24 +445,23 @@ class TwoArmRule(Rule):
         if not cells.tasks:
             return self.no_data("no task has finished runs of both arms", candidate + baseline)
         verdict = self.compare(cells, candidate + baseline)
-        if len(cells.tasks) > 1 and self.claim.metric in SCORE_METRICS:
+        if self.each_task and len(cells.tasks) > 1:
             verdict = replace(verdict, per_task=self.per_task(cells))
         return verdict
 
     def per_task(self, cells: _Cells) -> str:
-        """Each task alone (its interval from that task's runs only, so wider than the pooled one):
-        ``"HalfCheetah-v5: IQM difference +0.05 [-0.01, +0.11], gains of final_return candidate 0.62,
-        baseline 0.57; Ant-v5: ..."``."""
+        """The same rule on each task's runs alone (its interval from those runs only, so wider than the
+        pooled one; each at the claim's confidence, with no correction for the several tasks):
+        ``"HalfCheetah-v5: +0.05 [-0.01, +0.11], inconclusive at this budget; Ant-v5: -0.02 [-0.09,
+        +0.04], inconclusive at this budget (nothing was learnt: the baseline learnt too little: ...)"``."""
         parts = []
         for task in cells.tasks:
-            candidate, baseline = cells.groups["candidate"][task], cells.groups["baseline"][task]
-            diff = stats.iqm_difference_interval(
-                [self.scores(candidate)], [self.scores(baseline)], **self.boot
-            )
-            gain_c, gain_b = (float(stats.iqm(gains(r, LEARNING_METRIC, self.normaliser)))
-                              for r in (candidate, baseline))
-            parts.append(f"{task}: IQM difference {diff.format(signed=True)}, gains of {LEARNING_METRIC} "
-                         f"candidate {gain_c:.2f}, baseline {gain_b:.2f}")
+            alone = _Cells({name: {task: tasks[task]} for name, tasks in cells.groups.items()}, [task], [])
+            verdict = self.compare(alone, alone.runs())
+            shown = verdict.interval.format(signed=True) if verdict.interval else "no data"
+            _, guard, failure = verdict.reason.partition(NOTHING_LEARNT)
+            why = f" (nothing was learnt: {failure.split(' (the interval alone')[0]})" if guard else ""
+            parts.append(f"{task}: {shown}, {verdict.outcome}{why}")
         return "; ".join(parts)
 
     @abstractmethod
@@ -889,6 +894,7 @@ def evaluate(
     normaliser: Normaliser | None = None,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
+    each_task: bool = True,
 ) -> Verdict:
     """Test ``claim`` on the finished runs among ``records`` by its kind's rule (:data:`RULES`).
 
@@ -900,13 +906,14 @@ def evaluate(
         normaliser: Per-task reference scores; default :meth:`Normaliser.from_runs` over ``records``.
         n_resamples: Bootstrap resamples.
         seed: Bootstrap seed (the verdict is deterministic given it).
+        each_task: Also judge each task alone (:attr:`Verdict.per_task`), for the report's details.
 
     Raises:
         ConfigError: if a selector key is known to no run.
     """
     claim.check_keys(records)
     normaliser = normaliser or Normaliser.from_runs(records)
-    rule = RULES[claim.kind](claim, normaliser, n_resamples, seed)
+    rule = RULES[claim.kind](claim, normaliser, n_resamples, seed, each_task)
     usable = [r for r in records if is_usable(r) and rule.has_data(r)]
     candidate = [r for r in usable if claim.candidate.matches(r)]
     baseline = [r for r in usable if claim.baseline.matches(r)] if claim.baseline else []

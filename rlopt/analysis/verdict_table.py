@@ -63,8 +63,8 @@ def verdicts_markdown(verdicts: Sequence[Verdict]) -> str:
             f"- *{v.claim.statement}* — kind `{v.claim.kind}`, metric `{v.claim.metric}`, {arms}. "
             f"Effect: {v.effect}. Why **{v.outcome}**: {v.reason}."
             + (f" {v.runs.capitalize()}." if v.runs else "")
-            + (f" Per task (what the pooled verdict rests on, not what decides it): {v.per_task}."
-               if v.per_task else "")
+            + (f" Each task alone (the same rule on its runs; what the pooled verdict rests on, not what "
+               f"decides it): {v.per_task}." if v.per_task else "")
         )
     parts.append("\n".join(details) + "\n")
     return "\n".join(parts)
