@@ -355,6 +355,12 @@ def test_robust_across_beta2_groups_runs_by_the_second_beta() -> None:
     verdict = evaluate(c, settings("a", FLAT) + settings("b", STEEP), **BOOT)
     assert verdict.outcome == REPRODUCED
     assert "across beta2" in verdict.measured
+    # grouped rules judge each task alone too; here both tasks hold the same runs, so the same verdict
+    hopper, walker = verdict.per_task.split("; ")
+    assert hopper.startswith("Hopper-v5: +") and hopper.endswith(", reproduced")
+    assert walker.removeprefix("Walker2d-v5") == hopper.removeprefix("Hopper-v5")
+    # the simulation asks for the outcome only
+    assert not evaluate(c, settings("a", FLAT) + settings("b", STEEP), **BOOT, each_task=False).per_task
 
 
 def test_a_selector_key_no_run_has_is_a_config_error() -> None:

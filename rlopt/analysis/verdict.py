@@ -104,9 +104,8 @@ class Verdict:
         budget: The steps per run against the paper's, e.g. ``sub-budget: 30,000 steps per run, 3% of
             the paper's 1,000,000``.
         sub_budget: True below the paper's budget, False at or above it, None when it is unknown.
-        per_task: For a two-arm claim on several tasks, the same rule on each task's runs alone (its
-            effect, interval and outcome); what the pooled verdict rests on, not what decides it (""
-            otherwise).
+        per_task: For a claim on several tasks, the same rule on each task's runs alone (its effect,
+            interval and outcome); what the pooled verdict rests on, not what decides it ("" otherwise).
     """
 
     claim: Claim
@@ -167,6 +166,10 @@ class _Cells:
 
     def strata(self, name: str, values: Callable[[list[RunLike]], np.ndarray]) -> Strata:
         return [values(self.groups[name][task]) for task in self.tasks]
+
+    def only(self, task: str) -> _Cells:
+        """The same groups on one of the tasks."""
+        return _Cells({name: {task: tasks[task]} for name, tasks in self.groups.items()}, [task], [])
 
     def runs(self) -> list[RunLike]:
         return [r for tasks in self.groups.values() for t in self.tasks for r in tasks[t]]
@@ -380,6 +383,26 @@ class Rule(ABC):
         ]
         return _Guard(who, strata, self.claim.min_gain, self.boot, cells.tasks)
 
+    def with_each_task(
+        self, verdict: Verdict, tasks: Sequence[str], alone: Callable[[str], Verdict]
+    ) -> Verdict:
+        """``verdict`` with :attr:`Verdict.per_task`: the same rule on each task's runs alone (``alone``),
+        when there are several tasks (and :attr:`each_task`). Each is at the claim's confidence with no
+        correction for the several tasks, its interval from that task's runs only (so wider than the
+        pooled one): ``"HalfCheetah-v5: +0.05 [-0.01, +0.11], inconclusive at this budget; Ant-v5: -0.02
+        [-0.09, +0.04], inconclusive at this budget (nothing was learnt: the baseline learnt too little:
+        ...)"``."""
+        if not self.each_task or len(tasks) < 2:
+            return verdict
+        parts = []
+        for task in tasks:
+            one = alone(task)
+            shown = one.interval.format(signed=True) if one.interval else "no data"
+            _, guard, failure = one.reason.partition(NOTHING_LEARNT)
+            why = f" (nothing was learnt: {failure.split(' (the interval alone')[0]})" if guard else ""
+            parts.append(f"{task}: {shown}, {one.outcome}{why}")
+        return replace(verdict, per_task="; ".join(parts))
+
     def no_data(self, why: str, runs: Sequence[RunLike] = ()) -> Verdict:
         """Inconclusive without an interval, saying ``why``."""
         budget, sub = budget_of(self.claim, runs)
@@ -445,24 +468,9 @@ class TwoArmRule(Rule):
         if not cells.tasks:
             return self.no_data("no task has finished runs of both arms", candidate + baseline)
         verdict = self.compare(cells, candidate + baseline)
-        if self.each_task and len(cells.tasks) > 1:
-            verdict = replace(verdict, per_task=self.per_task(cells))
-        return verdict
-
-    def per_task(self, cells: _Cells) -> str:
-        """The same rule on each task's runs alone (its interval from those runs only, so wider than the
-        pooled one; each at the claim's confidence, with no correction for the several tasks):
-        ``"HalfCheetah-v5: +0.05 [-0.01, +0.11], inconclusive at this budget; Ant-v5: -0.02 [-0.09,
-        +0.04], inconclusive at this budget (nothing was learnt: the baseline learnt too little: ...)"``."""
-        parts = []
-        for task in cells.tasks:
-            alone = _Cells({name: {task: tasks[task]} for name, tasks in cells.groups.items()}, [task], [])
-            verdict = self.compare(alone, alone.runs())
-            shown = verdict.interval.format(signed=True) if verdict.interval else "no data"
-            _, guard, failure = verdict.reason.partition(NOTHING_LEARNT)
-            why = f" (nothing was learnt: {failure.split(' (the interval alone')[0]})" if guard else ""
-            parts.append(f"{task}: {shown}, {verdict.outcome}{why}")
-        return "; ".join(parts)
+        return self.with_each_task(
+            verdict, cells.tasks, lambda task: self.compare(cells.only(task), cells.only(task).runs())
+        )
 
     @abstractmethod
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
@@ -550,8 +558,13 @@ class GroupedRule(Rule):
         if not cells.tasks or values is None:
             return self.no_data(self.no_common_task.format(key=key), runs)
         names = {arm: [f"{arm}: {name}" for name in groups] for arm, groups in arms.items()}
-        strata = [cells.strata(name, values) for arm in arms for name in names[arm]]
-        return self.compare(_Groups(key, cells, names, strata))
+
+        def on(some: _Cells) -> _Groups:
+            strata = [some.strata(name, values) for arm in arms for name in names[arm]]
+            return _Groups(key, some, names, strata)
+
+        verdict = self.compare(on(cells))
+        return self.with_each_task(verdict, cells.tasks, lambda task: self.compare(on(cells.only(task))))
 
     def group_guards(self, groups: _Groups, arm: str) -> list[_Guard]:
         """Whether each group of ``arm`` learnt."""
