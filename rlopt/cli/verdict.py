@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
             "Print the verdict table of the claim(s) in CLAIM (a study file or a claim mapping) on the runs "
             "of RUNS, a long-format CSV with columns task, seed, optimizer, step, return and optional "
             "label, beta1, beta2, beta3, lr, eps, weight_decay, kappa, scaling_rule, return_collapses, "
-            "loss_spikes, nan_events, status (see rlopt.analysis.runs_csv)."
+            "loss_spikes, nan_events, status (see rlopt.analysis.runs_csv). With a study file, an arm with "
+            "no runs yet in RUNS (its study still running) makes its claims inconclusive, as in the report."
         ),
     )
     parser.add_argument("claim", type=Path, help="YAML file: a study file with 'claim:', or the claim(s)")
