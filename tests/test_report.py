@@ -478,3 +478,33 @@ def test_four_settings_share_a_panel_with_faint_outlined_bands_and_the_aggregate
     (aggregate,) = figures["aggregate_iqm.png"].axes
     for tick in aggregate.get_yticklabels():
         assert tick.get_color() == curve_colours[tick.get_text()], tick.get_text()
+
+
+def test_stability_counts_made_with_different_thresholds_are_flagged(tmp_path: Path) -> None:
+    # claim 1's Adam HalfCheetah runs counted loss spikes at spike_factor 10, every later run at 50:
+    # the report must say so rather than let "19 spikes per run against 0" read as a finding
+    import json
+
+    from rlopt.analysis.report import event_definitions
+    from rlopt.records import RunRecord
+
+    def run(optimizer: str, task: str, seed: int, **diagnostics: Any) -> RunRecord:
+        folder = tmp_path / f"{optimizer}-{task}-{seed}"
+        folder.mkdir()
+        # the loss window follows the task's rollout size, so it differs by task and is not a definition
+        cadence = {"interval": 512 if task == "HalfCheetah-v5" else 2048, "sample_every": 8}
+        (folder / "config.json").write_text(json.dumps({"diagnostics": {**cadence, **diagnostics}}))
+        return RunRecord("s", 0, "COMPLETE", optimizer, optimizer, {}, task, seed, np.array([1.0]),
+                         np.array([0.0]), {"status": "ok"}, folder)
+
+    new = {"spike_factor": 50.0, "spike_history": 50, "collapse_patience": 2}
+    alike = [run(o, t, 0, **new) for o in ("adam", "adopt") for t in ("HalfCheetah-v5", "Ant-v5")]
+    assert list(event_definitions(alike)) == [""]  # one definition: nothing to flag
+    old = run("adam", "HalfCheetah-v5", 1, spike_factor=10.0, spike_history=20)
+    groups = event_definitions([*alike, old])
+    assert {k: len(v) for k, v in groups.items()} == {
+        "collapse_patience=2, spike_factor=50.0, spike_history=50": 4,
+        "collapse_patience=unset, spike_factor=10.0, spike_history=20": 1,
+    }
+    csv_run = replace(old, run_dir=Path("."))  # read from a runs CSV: no config.json, left out
+    assert sum(map(len, event_definitions([*alike, csv_run]).values())) == 4

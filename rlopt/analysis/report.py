@@ -46,6 +46,7 @@ from rlopt.analysis.scores import (
 from rlopt.analysis.verdict_table import judge, markdown_table, verdicts_markdown
 from rlopt.config.claims import Claim, record_value
 from rlopt.paths import safe_name
+from rlopt.run.folder import read_json
 from rlopt.run.metrics import DIVERGED_RULE
 
 MAX_ARMS_IN_FIGURES = 12
@@ -612,10 +613,48 @@ def _beta_sweep(
     )
 
 
+LOGGING_CADENCE = ("interval", "sample_every")
+"""config.json ``diagnostics`` keys that follow the task's agent (its rollout size), the same for every arm
+of a task, so not part of what defines an event for comparing arms."""
+
+
+def event_definitions(runs: Sequence[RunLike]) -> dict[str, list[RunLike]]:
+    """The runs by the thresholds their stability events were counted with (config.json ``diagnostics``,
+    rlopt.run.diagnostics; not :data:`LOGGING_CADENCE`), keyed by the thresholds that differ between them,
+    e.g. ``{"spike_factor=10.0, spike_history=20": [...], "spike_factor=50.0, spike_history=50": [...]}``.
+    A run without a config.json (read from a CSV) is left out; one key means one definition."""
+    found = [(run, d) for run in runs
+             if isinstance(d := read_json(Path(run.run_dir) / "config.json").get("diagnostics"), dict)]
+    names = sorted({k for _, d in found for k in d} - set(LOGGING_CADENCE))
+    differ = [k for k in names if len({repr(d.get(k)) for _, d in found}) > 1]
+    out: dict[str, list[RunLike]] = {}
+    for run, d in found:
+        key = ", ".join(f"{k}={d.get(k, 'unset')}" for k in differ)
+        out.setdefault(key, []).append(run)
+    return out
+
+
+def _mixed_definitions(arms: Mapping[str, _SettingRuns]) -> str | None:
+    """A warning naming which runs were counted with which thresholds, when they differ."""
+    groups = event_definitions([r for arm in arms.values() for r in arm.runs])
+    if len(groups) < 2:
+        return None
+    parts = []
+    for key, runs in groups.items():
+        cells = sorted({f"{arm_label(r)} on {r.task}" for r in runs})
+        parts.append(f"{key} ({len(runs)} runs: {', '.join(cells)})")
+    return ("> **These event counts mix definitions**: the runs were counted with different thresholds "
+            "(each run's config.json `diagnostics`): " + "; ".join(parts) + ". Compare counts only between "
+            "runs counted alike.")
+
+
 def _stability(
     w: _Writer, arms: Mapping[str, _SettingRuns], normaliser: Normaliser, boot: Mapping[str, Any]
 ) -> None:
     w.add("## Stability")
+    mixed = _mixed_definitions(arms)
+    if mixed:
+        w.add(mixed)
     rows = []
     for label, arm in arms.items():
         row: list[Any] = [label, len(arm.runs), sum(run_state(r) == "diverged" for r in arm.runs)]
