@@ -95,12 +95,12 @@ def read_claims(path: Path) -> ClaimFile:
     """The claims of a study file (validated whole, as ``rlopt study run`` would) or of a file holding
     only the claim(s)."""
     from rlopt.config.claims import claims_from_config
-    from rlopt.config.study import load_spec
+    from rlopt.config.study import parse_spec
     from rlopt.config.yaml import read_yaml
 
     data = read_yaml(path, "claim file")
     if isinstance(data, dict) and "claim" in data:
-        spec = load_spec(path)
+        spec = parse_spec(data, file=str(path), path=path)
         if not spec.claim:
             raise ConfigError(f"{path}: the study file's 'claim:' section is empty: nothing to judge")
         return ClaimFile(tuple(spec.claim), spec.suite, of_study=True)

@@ -704,7 +704,7 @@ def parse_spec(data: Any, file: str = "<study>", path: Path | None = None) -> St
     overrides = _overrides(top / "overrides", data.get("overrides", {}))
     fairness = _choice(top / "fairness", data.get("fairness", "same_budget"), FAIRNESS)
     arms = _parse_arms(top, data, overrides, fairness)
-    objective = _parse_objective(top, data, tasks)
+    objective = _parse_objective(top, data, tasks, suite)
     sampler, pruner, n_trials = _parse_search(top, data, arms, fairness)
     heartbeat = _parse_heartbeat(top / "heartbeat", data["heartbeat"]) if "heartbeat" in data else Heartbeat()
     storage = _check_storage_url(top / "storage", data["storage"]) if data.get("storage") else None
@@ -800,9 +800,11 @@ def _parse_arms(
     return arms
 
 
-def _parse_objective(top: Where, data: Mapping[str, Any], tasks: Sequence[str]) -> Objective:
-    """``objective:``; several tasks need a normalised metric, which needs reference scores of each."""
-    suite = data["suite"].strip() if "suite" in data else None  # _parse_tasks checked it
+def _parse_objective(
+    top: Where, data: Mapping[str, Any], tasks: Sequence[str], suite: str | None
+) -> Objective:
+    """``objective:``; several tasks need a normalised metric, which needs reference scores of each.
+    ``suite``: the study's suite as written (:func:`_parse_tasks`), whose references the metric uses."""
     objective = Objective(suite=suite)
     if "objective" in data:
         obj = data["objective"]
