@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,19 @@ def test_run_folders_unknown_to_the_storage_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"holds runs of a study that storage .* does not know"):
         prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
     assert not (tmp_path / "unit" / "study.db").exists()
+
+
+def test_resuming_an_unchanged_study_leaves_its_study_json_as_it_was(tmp_path: Path) -> None:
+    """A committed bundle of a complete study is not rewritten by resuming it (only ``updated`` differed)."""
+    spec = parse_spec(spec_with())
+    prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
+    meta_path = tmp_path / "unit" / "study.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "updated": "2000-01-01T00:00:00"}, indent=2) + "\n")
+    kept = meta_path.read_bytes()
+    prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
+    assert meta_path.read_bytes() == kept
+    meta_path.write_text(json.dumps({**meta, "arms": {}, "updated": "2000-01-01T00:00:00"}))
+    prepare(spec, locate(spec, runs_dir=tmp_path), "unit.yaml")
+    rewritten = json.loads(meta_path.read_text())
+    assert rewritten["arms"] == meta["arms"] and rewritten["updated"] != "2000-01-01T00:00:00"

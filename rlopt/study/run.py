@@ -18,7 +18,7 @@ import logging
 import multiprocessing as mp
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,18 @@ def check_existing(spec: StudySpec, location: StudyLocation, file: str) -> list[
     return existing
 
 
+def _write_meta(path: Path, meta: Mapping[str, object]) -> None:
+    """Write ``study.json`` with ``updated`` set to now, unless it already holds ``meta``: resuming an
+    unchanged study (a complete one, say) leaves its folder, and a committed bundle of it, as it was."""
+    try:
+        if {k: v for k, v in json.loads(path.read_text()).items() if k != "updated"} == meta:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or damaged: written anew
+    stamped = {**meta, "updated": _dt.datetime.now().isoformat(timespec="seconds")}
+    path.write_text(json.dumps(stamped, indent=2) + "\n")
+
+
 def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", storage_key: str = "storage",
             command: str | None = None) -> None:
     """Check, then create the study folder and one Optuna study per arm (or load them).
@@ -123,9 +135,8 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
         "storage": DEFAULT_STORAGE if location.default_storage else redact(location.url),
         "arms": {arm.label: arm_study_name(spec.name, arm.label) for arm in spec.arms},
         "study_file": str(spec.path) if spec.path else None,
-        "updated": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    (location.study_dir / STUDY_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    _write_meta(location.study_dir / STUDY_JSON, meta)
     storage = open_storage(location.url, spec.heartbeat.interval, spec.heartbeat.grace_period)
     identity = _jsonable(spec.identity())
     for arm in spec.arms:
