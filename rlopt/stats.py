@@ -384,24 +384,39 @@ def iqm_curve(
     return Band(np.asarray(steps, dtype=float), est, low, high, confidence)
 
 
-def late_variation(steps: np.ndarray, returns: np.ndarray, fraction: float = 0.25) -> tuple[float, float]:
-    """Variation of one run's eval returns over the last ``fraction`` of training.
+LATE_FRACTION = 0.25
+"""The late window of a run: evaluations at steps ≥ (1 − LATE_FRACTION) · its last step."""
 
-    The window holds the evaluations at steps ≥ (1 − fraction)·last step (at least the last two).
 
-    Returns:
-        ``(std, cv)``: the sample standard deviation of the returns in the window, and the coefficient of
-        variation std / |mean| (NaN when the mean is 0); both NaN with fewer than two evaluations.
+def late_window(steps: np.ndarray, returns: np.ndarray, fraction: float = LATE_FRACTION,
+                at_least: int = 1) -> np.ndarray:
+    """One run's finite eval returns over the last ``fraction`` of training.
+
+    The window holds the evaluations at steps ≥ (1 − fraction)·last step, and at least the last
+    ``at_least`` of them (all of them when the run has fewer).
     """
     steps = np.asarray(steps, dtype=float)
     returns = np.asarray(returns, dtype=float)
     keep = np.isfinite(returns)
     steps, returns = steps[keep], returns[keep]
-    if len(returns) < 2:
-        return math.nan, math.nan
+    if not len(returns):
+        return returns
     window = returns[steps >= (1.0 - fraction) * steps[-1]]
+    return window if len(window) >= at_least else returns[-at_least:]
+
+
+def late_variation(
+    steps: np.ndarray, returns: np.ndarray, fraction: float = LATE_FRACTION
+) -> tuple[float, float]:
+    """Variation of one run's eval returns over :func:`late_window` (at least the last two).
+
+    Returns:
+        ``(std, cv)``: the sample standard deviation of the returns in the window, and the coefficient of
+        variation std / |mean| (NaN when the mean is 0); both NaN with fewer than two evaluations.
+    """
+    window = late_window(steps, returns, fraction, at_least=2)
     if len(window) < 2:
-        window = returns[-2:]
+        return math.nan, math.nan
     std = float(np.std(window, ddof=1))
     mean = float(np.mean(window))
     cv = std / abs(mean) if mean != 0 else math.nan

@@ -159,6 +159,15 @@ def test_late_variation_uses_the_last_quarter_of_training() -> None:
     assert np.isnan(stats.late_variation(np.array([10.0]), np.array([1.0]))[0])
 
 
+def test_late_window_is_the_last_quarter_of_training_and_at_least_the_asked_evaluations() -> None:
+    steps = np.arange(0.0, 101.0, 10.0)
+    returns = np.array([-50.0, 40, 30, 20, 10, 0, 5, 6, 1, np.nan, 3])  # steps >= 75, finite: 80, 100
+    assert stats.late_window(steps, returns).tolist() == [1.0, 3.0]
+    assert stats.late_window(steps, returns, at_least=4).tolist() == [5.0, 6.0, 1.0, 3.0]
+    assert stats.late_window(steps[:2], returns[:2], at_least=5).tolist() == [-50.0, 40.0]  # all it has
+    assert stats.late_window(steps[:0], returns[:0]).size == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"), [({"n_resamples": 0}, "n_resamples"), ({"confidence": 1.0}, "confidence")]
 )

@@ -461,20 +461,37 @@ def test_a_task_where_nothing_was_learnt_does_not_ride_on_the_other_tasks_gains(
     assert verdict.interval is not None and verdict.interval.low > 0  # the interval alone: reproduced
     assert verdict.outcome == INCONCLUSIVE
     assert verdict.reason.startswith(
-        "nothing was learnt at this budget: the candidate learnt too little on Walker2d-v5: IQM gain of "
-        "final_return over its initial score -0.05 there, not above min_gain 0.1"
+        "nothing was learnt at this budget: the candidate learnt too little on Walker2d-v5: IQM gain of its "
+        "late return over its initial score -0.05 there, not above min_gain 0.1"
     )
     # the same rule on each task alone, as the details line shows it: what the pooled verdict rests on
     hopper_alone, walker_alone = verdict.per_task.split("; ")
     assert hopper_alone.startswith("Hopper-v5: +0.50 [") and hopper_alone.endswith(", reproduced")
     assert walker_alone.startswith("Walker2d-v5: +0.00 [")
     assert walker_alone.endswith("inconclusive at this budget (nothing was learnt: the candidate learnt too "
-                                 "little: IQM gain of final_return over its initial score -0.05, estimate "
+                                 "little: IQM gain of its late return over its initial score -0.05, estimate "
                                  "not above min_gain 0.1)")
     # the same runs where Walker2d learns too: the guard lets the verdict through
     learning = [run(o, "Walker2d-v5", s, f, curve=[0.0, f / 2, f])
                 for o, finals in (("a", HIGH), ("b", LOW)) for s, f in enumerate(finals)]
     assert evaluate(claim("better"), hopper + learning, **BOOT).outcome == REPRODUCED
+
+
+def test_learning_is_judged_on_the_late_return_not_on_one_last_evaluation() -> None:
+    # 8 evaluations, so the last quarter of training holds the last two. The candidate learns to ~60 and
+    # its last evaluation alone dips to its start (one bad evaluation of a few episodes): it learnt.
+    rising = [0.0, 20.0, 40.0, 50.0, 55.0, 60.0, 62.0]
+    dipped = [run("a", t, s, 0.0, curve=[*rising, 0.0]) for t in TASKS for s in range(5)]
+    base = arm("b", LOW)
+    assert evaluate(claim("better", metric="auc"), dipped + base, **BOOT).outcome == REPRODUCED
+    # 12 evaluations (the last quarter: the last three). The candidate falls back to its start and its
+    # very last evaluation spikes to 24-28: a lucky evaluation does not make a run that learnt.
+    fell = [run("a", t, s, 24.0 + s, curve=[0.0, 40, 60, 60, 40, 20, 10, 5, 2, 0, 0, 24.0 + s])
+            for t in TASKS for s in range(5)]
+    verdict = evaluate(claim("better", metric="auc"), fell + base, **BOOT)
+    assert verdict.interval is not None and verdict.interval.low > 0  # the interval alone: reproduced
+    assert verdict.outcome == INCONCLUSIVE
+    assert "candidate learnt too little: IQM gain of its late return over its initial score" in verdict.reason
 
 
 def test_issue_13_competitive_case_is_inconclusive() -> None:

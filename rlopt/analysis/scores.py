@@ -402,6 +402,33 @@ def gains(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None
     return out[np.isfinite(out)]
 
 
+LATE_SCORE = f"late return (mean evaluation return over the last {stats.LATE_FRACTION:.0%} of training)"
+"""What :func:`late_score` measures, as verdicts name it."""
+
+
+def late_score(record: RunLike, normaliser: Normaliser | None) -> float:
+    """Where a run ended up: the mean (normalised) return of its evaluations in the last quarter of training.
+
+    :func:`rlopt.stats.late_window` over the run's curve (a diverged run's continued by the diverged-run
+    rule); NaN for a run without evaluations. The mean of several late evaluations, not the last one
+    alone: one evaluation of a few episodes swings widely on some tasks (Ant-v5's PPO between 630 and
+    1,820 in consecutive evaluations), and whether a run *learnt* should not hang on one of them.
+    """
+    steps, returns = _finite_curve(record)
+    window = stats.late_window(steps, returns)
+    if not len(window):
+        return math.nan
+    values = window if normaliser is None else normaliser(record.task, window)
+    return float(np.mean(values))
+
+
+def learning_gains(records: Sequence[RunLike], normaliser: Normaliser | None) -> np.ndarray:
+    """What each run of one task learnt, as the verdicts' guard asks: :func:`late_score` minus
+    :func:`floor_score`, NaNs dropped."""
+    out = np.array([late_score(r, normaliser) - floor_score(r, normaliser) for r in records], dtype=float)
+    return out[np.isfinite(out)]
+
+
 def stability_value(record: RunLike, metric: str, normaliser: Normaliser | None = None) -> float:
     """One run's instability measure.
 

@@ -11,8 +11,10 @@ reference). A run's *gain* is its score minus its floor, ``max(0, normalised fir
 initial policy (Ant's untrained policy already scores 0.2). An arm (or group) *has learnt* when the lower
 bound of the IQM of its gains, pooled over tasks, is above ``min_gain`` (default 0.1: a tenth of the way
 from random to the reference) *and* the IQM of its gains on each task alone is above it too, so that a
-task where nothing was learnt cannot ride into a verdict on another task's gains. Gains are measured on
-``final_return``: a policy that ends where it began has learnt nothing, whatever its curve did between.
+task where nothing was learnt cannot ride into a verdict on another task's gains. The guard's gains are
+of the *late return* (:func:`rlopt.analysis.scores.late_score`: the mean return of the evaluations in the
+last quarter of training): a policy that ends where it began has learnt nothing, whatever its curve did
+between, and one noisy last evaluation neither makes nor unmakes a run that learnt.
 
 **Intervals.** Every interval of a verdict is a stratified-bootstrap *t* interval (:mod:`rlopt.stats`,
 ``method="t"``) at ``confidence`` (default 95%, so 2.5% on each side): at 5 runs per task the percentile
@@ -57,6 +59,7 @@ from rlopt.analysis.scores import (
     curve_matrix,
     gains,
     is_usable,
+    learning_gains,
     run_score,
     scores,
     stability_value,
@@ -81,8 +84,9 @@ NOTHING_LEARNT = "nothing was learnt at this budget: "
 
 VERDICT_METHOD = "t"
 """The bootstrap interval of every verdict (see :mod:`rlopt.stats`)."""
-LEARNING_METRIC = "final_return"
-"""The score whose gain says whether runs learnt, for kinds whose metric is not a score."""
+LEARNING_SCORE = "late return"
+"""What the learning guard's gains are of, as reasons name it: :func:`rlopt.analysis.scores.late_score`,
+the mean return over the last quarter of training (:data:`rlopt.analysis.scores.LATE_SCORE`)."""
 
 Strata = list[np.ndarray]
 """One array per task, runs on the last axis (what :mod:`rlopt.stats` resamples)."""
@@ -281,13 +285,13 @@ class _Guard:
             task = self.flat_tasks[0]
             more = f" (and on {', '.join(self.flat_tasks[1:])})" if len(self.flat_tasks) > 1 else ""
             return (
-                f"{self.who} learnt too little on {task}: IQM gain of {LEARNING_METRIC} over its initial "
+                f"{self.who} learnt too little on {task}: IQM gain of its {LEARNING_SCORE} over its initial "
                 f"score {self.per_task[task]:.2f} there{more}, not above min_gain {self.min_gain:g}, so the "
                 f"pooled gain {self.estimate:.2f} rests on the other tasks"
             )
         shown = self.interval.format() if self.interval.defined else f"{self.estimate:.2f}"
         return (
-            f"{self.who} learnt too little: IQM gain of {LEARNING_METRIC} over its initial score {shown}, "
+            f"{self.who} learnt too little: IQM gain of its {LEARNING_SCORE} over its initial score {shown}, "
             f"{'lower bound' if self.interval.defined else 'estimate'} not above min_gain {self.min_gain:g}"
         )
 
@@ -374,10 +378,10 @@ class Rule(ABC):
         return gains(runs, self.claim.metric, self.normaliser)
 
     def guard(self, who: str, cells: _Cells, names: Sequence[str]) -> _Guard:
-        """Whether the runs of the named groups (pooled, per task) learnt: gains of the final return."""
+        """Whether the runs of the named groups (pooled, per task) learnt: gains of the late return."""
         strata = [
             np.concatenate(
-                [gains(cells.groups[name][task], LEARNING_METRIC, self.normaliser) for name in names]
+                [learning_gains(cells.groups[name][task], self.normaliser) for name in names]
             )
             for task in cells.tasks
         ]
@@ -787,7 +791,7 @@ class FewerInstabilities(TwoArmRule):
 
     per run, pooled over tasks: reproduced above 0, contradicted below 0.
 
-    Guard: reproduced needs the candidate to have learnt (gains of ``final_return``), contradicted the
+    Guard: reproduced needs the candidate to have learnt (gains of the late return), contradicted the
     baseline: a policy that never learns never collapses.
 
     Tests claims such as "Adam with β1 close to β2 has fewer training instabilities than with β2 ≫ β1"
@@ -817,7 +821,7 @@ class FewerInstabilities(TwoArmRule):
         guard_c, guard_b = self.arm_guards(cells)
         measured = (
             f"mean {metric} per run: candidate {mean_a:.3g}, baseline {mean_b:.3g}; "
-            f"baseline − candidate {diff.format(signed=True)}; gains on {LEARNING_METRIC}: candidate "
+            f"baseline − candidate {diff.format(signed=True)}; gains on the {LEARNING_SCORE}: candidate "
             f"{guard_c.estimate:.2f}, baseline {guard_b.estimate:.2f}"
         )
         details = {"mean_candidate": mean_a, "mean_baseline": mean_b}
@@ -849,7 +853,7 @@ class ClosestCurves(GroupedRule):
 
     Effect ``d(baseline) − d(candidate)``: reproduced above 0, contradicted below 0.
 
-    Guard: reproduced needs every group of the candidate to have learnt (gains of ``final_return``),
+    Guard: reproduced needs every group of the candidate to have learnt (gains of the late return),
     contradicted every group of the baseline: flat curves are trivially close.
 
     Tests claims such as "with the square-root rule, PPO return curves against samples stay closer
@@ -884,7 +888,7 @@ class ClosestCurves(GroupedRule):
             f"mean gap between normalised IQM curves across {groups.key}: "
             f"candidate {dist_c:.3f}, baseline {dist_b:.3f}; "
             f"baseline − candidate {interval.format(signed=True, digits=3)}; smallest gain on "
-            f"{LEARNING_METRIC}: candidate {_smallest_gain(guards_c):.2f}, baseline "
+            f"the {LEARNING_SCORE}: candidate {_smallest_gain(guards_c):.2f}, baseline "
             f"{_smallest_gain(guards_b):.2f}"
         )
         details = {"distance_candidate": dist_c, "distance_baseline": dist_b}
