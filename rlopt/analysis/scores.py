@@ -402,10 +402,6 @@ def gains(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None
     return out[np.isfinite(out)]
 
 
-LATE_SCORE = f"late return (mean evaluation return over the last {stats.LATE_FRACTION:.0%} of training)"
-"""What :func:`late_score` measures, as verdicts name it."""
-
-
 def late_score(record: RunLike, normaliser: Normaliser | None) -> float:
     """Where a run ended up: the mean (normalised) return of its evaluations in the last quarter of training.
 

@@ -86,7 +86,7 @@ VERDICT_METHOD = "t"
 """The bootstrap interval of every verdict (see :mod:`rlopt.stats`)."""
 LEARNING_SCORE = "late return"
 """What the learning guard's gains are of, as reasons name it: :func:`rlopt.analysis.scores.late_score`,
-the mean return over the last quarter of training (:data:`rlopt.analysis.scores.LATE_SCORE`)."""
+the mean return of the evaluations over the last quarter of training (:data:`rlopt.stats.LATE_FRACTION`)."""
 
 Strata = list[np.ndarray]
 """One array per task, runs on the last axis (what :mod:`rlopt.stats` resamples)."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from rlopt import atomic
 from rlopt.config.storage import redact
 from rlopt.config.study import StudySpec
 from rlopt.errors import ConfigError
@@ -101,7 +102,7 @@ def _write_meta(path: Path, meta: Mapping[str, object]) -> None:
     except (OSError, ValueError, AttributeError):
         pass  # absent or damaged: written anew
     stamped = {**meta, "updated": _dt.datetime.now().isoformat(timespec="seconds")}
-    path.write_text(json.dumps(stamped, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(stamped, indent=2) + "\n")
 
 
 def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", storage_key: str = "storage",
