@@ -8,6 +8,7 @@ stopped at any moment and resumed anywhere from what is committed:
     python scripts/campaign.py snapshot                  # write the committed bundle of every study
     python scripts/campaign.py report                    # runs.csv and report/ of every bundle
     python scripts/campaign.py progress                  # progress.md of every bundle, from the bundle
+    python scripts/claims_table.py                       # then the claims table of both READMEs
 
 ``run`` trains in a *live* folder (``--live``, default ``runs/campaign``, not committed) with
 ``rlopt study run``. Where the live folder lacks a study but the committed bundle has it (a new
@@ -68,15 +69,18 @@ def fail(message: str) -> NoReturn:
 
 
 def claim_files(claims: str) -> list[Path]:
-    """The study files of the claims, in the order given (e.g. ``1,2``)."""
+    """The study files of the claims, in the order given (e.g. ``1,2``); a study shared by several claims
+    (``claim6-8-*.yaml``) comes once, after the first claim's own files."""
+    from rlopt.config.data import claim_files as files_of
+
     files: list[Path] = []
     for word in claims.split(","):
         if not word.strip().isdigit():
             fail(f"--claims {claims!r}: {word!r} is not a claim number (accepted: e.g. 1,2)")
-        found = sorted(STUDIES.glob(f"claim{int(word)}-*.yaml"))
+        found = files_of(STUDIES, int(word))
         if not found:
-            fail(f"--claims: no study file studies/claim{int(word)}-*.yaml")
-        files.extend(found)
+            fail(f"--claims: no study file of claim {int(word)} in studies/ (claim{int(word)}-*.yaml)")
+        files.extend(p for p in found if p not in files)
     return files
 
 

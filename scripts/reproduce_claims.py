@@ -52,13 +52,16 @@ def fail(message: str) -> NoReturn:
 
 def claim_files(numbers: list[int]) -> list[Path]:
     """The study files of the claims ``numbers`` (a claim may have several, e.g. PPO and SAC)."""
+    from rlopt.config.data import claim_files as files_of
+    from rlopt.config.data import claim_numbers
+
     files: list[Path] = []
     for number in numbers:
-        found = sorted(STUDIES.glob(f"claim{number}-*.yaml"))
+        found = files_of(STUDIES, number)
         if not found:
-            known = sorted({p.name.split("-")[0].removeprefix("claim") for p in STUDIES.glob("claim*.yaml")})
-            fail(f"no study file for claim {number} (accepted: {', '.join(known)})")
-        files.extend(found)
+            known = sorted({n for p in STUDIES.glob("claim*.yaml") for n in claim_numbers(p.name)})
+            fail(f"no study file for claim {number} (accepted: {', '.join(map(str, known))})")
+        files.extend(p for p in found if p not in files)
     return files
 
 

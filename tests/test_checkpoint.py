@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import torch
 from _processes import descendants, wait_for
+from _scripts import load_script
 from _study_files import arm_trials, rlopt_command, run_rlopt, write_study
 from optuna.trial import TrialState
 
@@ -242,13 +243,7 @@ def _run_folder(study_dir: Path, url: str, name: str) -> Path | None:
 
 def _campaign_script() -> Any:
     """``scripts/campaign.py`` as a module (its snapshot and resume from a committed bundle)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("campaign", REPO / "scripts" / "campaign.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("campaign")
 
 
 def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint_through_a_bundle(tmp_path: Path) -> None:

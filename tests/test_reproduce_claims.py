@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 from rlopt.config.study import load_spec
 
@@ -16,11 +16,7 @@ CLAIM_FILES = sorted((SCRIPT.parent.parent / "studies").glob("claim*.yaml"))
 
 
 def _script() -> object:
-    spec = importlib.util.spec_from_file_location("reproduce_claims", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reproduce_claims")
 
 
 @pytest.mark.parametrize("path", CLAIM_FILES, ids=[p.stem for p in CLAIM_FILES])
@@ -41,3 +37,16 @@ def test_unknown_claim_is_refused_in_one_line_with_exit_code_2(claims: str, mess
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"reproduce_claims: error: {message}"), done.stderr
+
+
+def test_a_study_shared_by_claims_is_found_by_each_claim_once_after_the_claims_own() -> None:
+    from rlopt.config.data import claim_numbers
+
+    assert claim_numbers("claim6-8-sac-optimizers-vs-adam.yaml") == (6, 8)
+    assert claim_numbers("claim1-adopt-vs-adam-ppo.yaml") == (1,)
+    assert claim_numbers("quickstart.yaml") == ()
+    files = _script().claim_files  # type: ignore[attr-defined]
+    assert [p.name for p in files([6])] == ["claim6-adabelief-adamssm-vs-adam-ppo.yaml",
+                                             "claim6-8-sac-optimizers-vs-adam.yaml"]
+    assert [p.name for p in files([8])] == ["claim6-8-sac-optimizers-vs-adam.yaml"]
+    assert [p.name for p in files([6, 8])] == [p.name for p in files([6])]

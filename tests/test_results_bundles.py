@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 from _study_files import run_rlopt
 
 from rlopt.analysis.load import load_runs
@@ -71,3 +72,32 @@ def test_a_committed_bundle_regenerates_its_table_of_runs(bundle: Path, tmp_path
     progress = json.loads((bundle / "progress.json").read_text())
     assert regenerated.count("\n| `") == len(list(bundle.glob("*/trial_*/*/metrics.json")))
     assert f"{progress['finished_total']} finished run folders" in regenerated
+
+
+def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> None:
+    # results/README.md and README.md show the same claims table, every cell from a study file or a
+    # committed bundle: a stale or hand-edited table fails here (scripts/claims_table.py rewrites it)
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "claims_table.py"), "--check"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    tables = [p.read_text() for p in (ROOT / "results" / "README.md", ROOT / "README.md")]
+    for text in tables:
+        assert text.count("\n| 1: ADOPT is competitive") == 1
+
+
+def test_an_edited_claims_table_is_caught_and_rewritten(tmp_path: Path) -> None:
+    script = load_script("claims_table")
+    readme = tmp_path / "README.md"
+    committed = (ROOT / "results" / "README.md").read_text()
+    edited = committed.replace("| 20 of 20 (complete) |", "| 20 of 20 (complete, and reproduced) |")
+    assert edited != committed
+    readme.write_text(edited)
+    assert script.stale_files({readme: ""}, write=True) == [readme]
+    assert readme.read_text() == committed
+    assert script.stale_files({readme: ""}, write=False) == []
+    readme.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match=r"has no .* markers"):
+        script.stale_files({readme: ""}, write=False)

@@ -14,6 +14,7 @@ entries are not merged into it).
 from __future__ import annotations
 
 import os
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -74,3 +75,25 @@ def _check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown data kind {kind!r} (accepted: {', '.join(KINDS)})")
     return kind
+
+
+_CLAIM_FILE = re.compile(r"claim(\d+(?:-\d+)*)-(?=[a-z])")
+"""A claim study's file name: ``claim<n>-<what>.yaml``, or ``claim<n>-<m>-<what>.yaml`` for one study
+shared by several claims (the SAC study of claims 6 and 8)."""
+
+
+def claim_numbers(name: str) -> tuple[int, ...]:
+    """The claims a study file of ``studies/`` tests, from its name (none for a file of another name).
+
+    Example:
+        >>> claim_numbers("claim6-8-sac-optimizers-vs-adam.yaml"), claim_numbers("quickstart.yaml")
+        ((6, 8), ())
+    """
+    match = _CLAIM_FILE.match(name)
+    return tuple(int(n) for n in match.group(1).split("-")) if match else ()
+
+
+def claim_files(folder: Path, number: int) -> list[Path]:
+    """The study files of ``folder`` that test claim ``number``: its own first, then shared ones."""
+    found = [p for p in folder.glob("claim*.yaml") if number in claim_numbers(p.name)]
+    return sorted(found, key=lambda p: (len(claim_numbers(p.name)), p.name))
