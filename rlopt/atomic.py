@@ -7,6 +7,7 @@ makes atomic within one file system.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +44,13 @@ def write_file(
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target`` atomically, with its times and permissions (as ``shutil.copy2``)."""
+    with Path(source).open("rb") as src:
+        write_file(target, lambda fh: shutil.copyfileobj(src, fh))
+    shutil.copystat(source, target)
 
 
 def save_figure(figure: Any, path: str | Path, **savefig: Any) -> None:

@@ -52,6 +52,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from rlopt import atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = ROOT / "studies"
 BUNDLE_FILES = ("study.json", "study.yaml", "command.txt")
@@ -113,10 +115,12 @@ def _run_state(run_dir: Path) -> str | None:
 
 
 def _copy_run(run_dir: Path, target: Path, names: tuple[str, ...]) -> None:
+    """Each file whole or not at all: a snapshot stopped part-way (a kill, a full disk) leaves the
+    bundle's earlier copy of a file, never half of one."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
         if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, target / name)
+            atomic.copy_file(run_dir / name, target / name)
 
 
 def _checkpoint_steps(run_dir: Path) -> int | None:
@@ -132,9 +136,7 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
     """Write the bundle of one live study folder; returns finished runs per arm."""
     bundle.mkdir(parents=True, exist_ok=True)
     _backup_sqlite(live / "study.db", bundle / "study.db")
-    for name in BUNDLE_FILES:
-        if (live / name).is_file():
-            shutil.copy2(live / name, bundle / name)
+    _copy_run(live, bundle, BUNDLE_FILES)
     finished: dict[str, int] = {}
     in_flight: list[dict[str, object]] = []
     for metrics in sorted(live.glob("*/trial_*/*/metrics.json")):
@@ -165,7 +167,7 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
             trial_dir.rmdir()
     progress = {"finished_runs": finished, "finished_total": sum(finished.values()),
                 "planned_runs": _planned_runs(live), "in_flight": in_flight}
-    (bundle / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
+    atomic.write_text(bundle / "progress.json", json.dumps(progress, indent=2) + "\n")
     write_progress_table(bundle)
     return finished
 
@@ -217,7 +219,7 @@ def write_progress_table(bundle: Path) -> Path:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     path = bundle / "progress.md"
-    path.write_text("\n".join([*header, *rows]) + "\n")
+    atomic.write_text(path, "\n".join([*header, *rows]) + "\n")
     return path
 
 
