@@ -57,8 +57,13 @@ def _commit(run_dir: Path) -> str:
     return str(json.loads(versions.read_text()).get("git_commit") or "")[:7] if versions.is_file() else ""
 
 
-def study_rows(path: Path, link_prefix: str) -> list[list[str]]:
-    """The table's rows for one study file (one per claim)."""
+STUDY = "{study}"
+"""Stands in a row for its study cell, which only the file the table goes into can fill (its links)."""
+
+
+def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
+    """The table's rows for one study file (one per claim), and the name of its committed bundle (None
+    before it has one): the rows hold :data:`STUDY` for the study cell."""
     from rlopt.analysis.scores import is_usable, normaliser_for
     from rlopt.analysis.verdict_table import judge
     from rlopt.config.claims import claims_at_looks
@@ -74,8 +79,7 @@ def study_rows(path: Path, link_prefix: str) -> list[list[str]]:
     if looks:
         seeds = f"{spec.seed_looks[0]}, up to {seeds} (looks at {looks})"
     if not (bundle / "study.db").is_file():
-        study = f"`studies/{path.name}`"
-        return [[f"{claim_label(path)}: {c.statement}", study, tasks,
+        return None, [[f"{claim_label(path)}: {c.statement}", STUDY, tasks,
                  _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {planned})",
                  "—", "—", "—", "—"] for c in claims]
     from rlopt.analysis.load import load_runs
@@ -89,20 +93,19 @@ def study_rows(path: Path, link_prefix: str) -> list[list[str]]:
         verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
     hours = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in counted) / 3600
     state = f"{len(counted)} of {planned}" + (" (complete)" if len(counted) >= planned else " (partial)")
-    study = f"[{spec.name}]({link_prefix}campaign/{spec.name}/report/report.md)"
     rows = []
     for v in verdicts:
         effect = v.measured + (f"; each task alone: {v.per_task}" if v.per_task else "")
-        rows.append([f"{claim_label(path)}: {v.claim.statement}", study, tasks,
+        rows.append([f"{claim_label(path)}: {v.claim.statement}", STUDY, tasks,
                      _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state,
                      f"**{v.outcome}**: {v.reason}", effect,
                      f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits])
-    return rows
+    return spec.name, rows
 
 
-def claims_table(link_prefix: str, files: Sequence[Path] | None = None) -> str:
-    """The whole table, links to ``results/`` prefixed with ``link_prefix``."""
-    from rlopt.analysis.verdict_table import markdown_table
+def claims_rows(files: Sequence[Path] | None = None) -> list[tuple[Path, str | None, list[list[str]]]]:
+    """Every claim study's rows (:func:`study_rows`), claim by claim: computed once for every file the
+    table goes into."""
     from rlopt.config.data import claim_numbers
 
     def order(path: Path) -> tuple[int, int, str]:  # a shared study after the last claim it serves
@@ -110,7 +113,18 @@ def claims_table(link_prefix: str, files: Sequence[Path] | None = None) -> str:
         return max(numbers), len(numbers), path.name
 
     files = sorted(files or STUDIES.glob("claim*.yaml"), key=order)
-    rows = [row for path in files for row in study_rows(path, link_prefix)]
+    return [(path, *study_rows(path)) for path in files]
+
+
+def claims_table(studies: Sequence[tuple[Path, str | None, list[list[str]]]], link_prefix: str) -> str:
+    """The whole table of :func:`claims_rows`, links to ``results/`` prefixed with ``link_prefix``."""
+    from rlopt.analysis.verdict_table import markdown_table
+
+    rows = []
+    for path, bundle, rows_of_study in studies:
+        study = (f"[{bundle}]({link_prefix}campaign/{bundle}/report/report.md)" if bundle
+                 else f"`studies/{path.name}`")
+        rows += [[study if cell == STUDY else cell for cell in row] for row in rows_of_study]
     return markdown_table(HEADERS, rows)
 
 
@@ -126,16 +140,17 @@ def replaced(text: str, table: str, name: str) -> str:
 def stale_files(targets: dict[Path, str], write: bool) -> list[Path]:
     """The files of ``targets`` (file: its link prefix) whose table differs from the bundles' (rewritten
     when ``write``)."""
-    tables: dict[str, str] = {}
+    from rlopt import atomic
+
+    studies = claims_rows()
     stale = []
     for target, prefix in targets.items():
-        table = tables.setdefault(prefix, claims_table(prefix))
         text = target.read_text()
-        new = replaced(text, table, str(target))
+        new = replaced(text, claims_table(studies, prefix), str(target))
         if new != text:
             stale.append(target)
             if write:
-                target.write_text(new)
+                atomic.write_text(target, new)
     return stale
 
 
