@@ -33,12 +33,11 @@ evaluation of every run of a complete trial) and ``report/`` (``rlopt report`` w
 ``studies/<study>.yaml``, saying "partial" while runs are missing). A test regenerates every committed
 bundle's verdict table from its ``runs.csv`` and compares it with the committed report.
 
-Run the campaign from a pinned checkout with its own venv, at low priority, e.g.:
+The campaign runs from pinned checkouts with their own venvs, at low priority: ``run`` is called in
+each by ``scripts/resume_campaign.py``, which reads the stages of ``results/campaign/pins.yaml`` (which
+commit trains which claims), makes the checkouts and resumes the unfinished claims in order:
 
-    git tag -f campaign-2 <commit>   # a fresh clone may not carry the tag (results/README.md names it)
-    git worktree add ../rlopt-campaign campaign-2 && cd ../rlopt-campaign
-    python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e .
-    nice -n 19 .venv/bin/python scripts/campaign.py run --claims 1,2 --into ../main/results/campaign
+    nohup nice -n 19 .venv/bin/python scripts/resume_campaign.py --parallel-runs 2 > campaign.log 2>&1 &
 """
 
 from __future__ import annotations

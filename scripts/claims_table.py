@@ -7,7 +7,9 @@
 One row per claim of every ``studies/claim*.yaml``: its study (the report where a bundle is committed
 under ``results/campaign/``), algorithm and tasks, steps per run against the paper's, seeds, the runs
 that count out of those planned, the verdict with its reason, the effect with its 95% interval (and
-each task alone), the wall time of the runs that count and the commits that made them. Every cell is
+each task alone), the wall time of the runs that count, the commits that made them and the pinned
+stage that trains the study (``results/campaign/pins.yaml``, which ``scripts/resume_campaign.py``
+resumes). Every cell is
 read from the study file or computed from the bundle as ``rlopt report`` computes it (the same verdict
 function on the same runs, 2000 resamples, seed 0), so the tables cannot drift from the evidence or be
 edited by hand unnoticed: ``tests/test_results_bundles.py`` runs ``--check``. The table sits between
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +33,9 @@ END = "<!-- end of the claims table -->"
 TARGETS = {ROOT / "results" / "README.md": "", ROOT / "README.md": "results/"}
 """Each file the table is written into, and the prefix its links to ``results/`` need from there."""
 HEADERS = ("claim", "study", "algorithm, tasks", "steps per run (paper's)", "seeds", "runs that count",
-           "verdict", "effect (95% interval)", "wall time of the runs that count", "commits")
+           "verdict", "effect (95% interval)", "wall time of the runs that count", "commits",
+           "trains from (resume: `scripts/resume_campaign.py`)")
+PINS = BUNDLES / "pins.yaml"
 
 
 def claim_label(path: Path) -> str:
@@ -50,6 +52,19 @@ def _budget(timesteps: int | None, paper: int | None) -> str:
     if paper is None:
         return f"{timesteps:,} (paper's unknown)"
     return f"{timesteps:,} ({timesteps / paper:.1f}× the paper's {paper:,})"
+
+
+def pinned_stage(path: Path) -> str:
+    """The campaign stage of ``results/campaign/pins.yaml`` that trains the study file's claims
+    (``campaign-4 = 331a91c``), or ``—`` where no stage names them."""
+    from rlopt.config.data import claim_numbers
+    from rlopt.config.yaml import read_yaml
+
+    numbers = set(claim_numbers(path.name))
+    for stage in read_yaml(PINS, "campaign pins file")["stages"]:
+        if numbers & set(stage["claims"]):
+            return f"{stage['tag']} = {stage['commit'][:7]}"
+    return "—"
 
 
 def _commit(run_dir: Path) -> str:
@@ -81,16 +96,13 @@ def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
     if not (bundle / "study.db").is_file():
         return None, [[f"{claim_label(path)}: {c.statement}", STUDY, tasks,
                  _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {planned})",
-                 "—", "—", "—", "—"] for c in claims]
-    from rlopt.analysis.load import load_runs
+                 "—", "—", "—", "—", pinned_stage(path)] for c in claims]
+    from rlopt.analysis.load import load_runs_untouched
 
-    with tempfile.TemporaryDirectory() as tmp:  # a copy: opening the committed database may write to it
-        copy = Path(tmp) / bundle.name
-        shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("report", "runs.csv"))
-        records = load_runs(copy)
-        counted = [r for r in records if is_usable(r)]
-        commits = ", ".join(sorted({c for c in map(_commit, (r.run_dir for r in counted)) if c})) or "—"
-        verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
+    records = load_runs_untouched(bundle)
+    counted = [r for r in records if is_usable(r)]
+    commits = ", ".join(sorted({c for c in map(_commit, (r.run_dir for r in counted)) if c})) or "—"
+    verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
     hours = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in counted) / 3600
     state = f"{len(counted)} of {planned}" + (" (complete)" if len(counted) >= planned else " (partial)")
     rows = []
@@ -99,7 +111,8 @@ def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
         rows.append([f"{claim_label(path)}: {v.claim.statement}", STUDY, tasks,
                      _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state,
                      f"**{v.outcome}**: {v.reason}", effect,
-                     f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits])
+                     f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits,
+                     pinned_stage(path)])
     return spec.name, rows
 
 

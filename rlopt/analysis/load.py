@@ -4,11 +4,16 @@
 that has started) and each trial's run folders (``eval.csv``, ``metrics.json``, ``config.json``), and
 returns one :class:`RunRecord` per run folder found. A run folder that does not exist here (a trial
 run on another machine with a shared PostgreSQL storage but separate disks) is skipped with a warning.
+``load_runs_untouched(study_dir)`` does the same from a temporary copy, for a committed study folder
+(SQLite may write to a database it opens, e.g. its journal or a schema upgrade by Optuna).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,4 +117,27 @@ def load_runs(study_dir: str | Path, storage: str | None = None) -> list[RunReco
             if trial.state == TrialState.WAITING:
                 continue
             records.extend(_records(opened.name, trial, opened.study_dir, trial.number in extended))
+    return records
+
+
+def load_runs_untouched(study_dir: str | Path) -> list[RunRecord]:
+    """:func:`load_runs` of the study in ``study_dir`` read from a temporary copy, so that nothing in the
+    folder (a committed bundle's ``study.db``) is ever opened for writing; each record's ``run_dir``
+    points back into ``study_dir``. The copy leaves out ``report/`` and ``runs.csv``, which the
+    storage does not need.
+
+    Raises:
+        ConfigError: as :func:`load_runs`.
+    """
+    study_dir = Path(study_dir)
+    with tempfile.TemporaryDirectory(prefix="rlopt-load-") as tmp:
+        copy = Path(tmp) / study_dir.name
+        shutil.copytree(study_dir, copy, ignore=shutil.ignore_patterns("report", "runs.csv"))
+        root = copy.resolve()
+        records = []
+        for record in load_runs(copy):
+            run_dir = record.run_dir.resolve()
+            if run_dir.is_relative_to(root):
+                record = dataclasses.replace(record, run_dir=study_dir / run_dir.relative_to(root))
+            records.append(record)
     return records

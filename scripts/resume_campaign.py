@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Resume the evidence campaign with one command: each pinned stage's unfinished claims, in order.
+
+    nohup nice -n 19 .venv/bin/python scripts/resume_campaign.py --parallel-runs 2 > campaign.log 2>&1 &
+    .venv/bin/python scripts/resume_campaign.py --dry-run     # what it would do, nothing written
+
+``results/campaign/pins.yaml`` lists the stages: a tag, the commit it names and the claims it trains.
+For each stage in turn this finds the claims whose studies are not complete (a study is complete when
+the runs that count in its committed bundle, as ``rlopt report`` counts them, reach the runs its study
+file plans; a study with no bundle has not started), makes the stage's pinned checkout where it is
+missing (a git worktree at the commit, ``../rlopt-<tag>`` beside this checkout, with its own venv) and
+runs ``scripts/campaign.py run --claims <unfinished>`` there, which seeds each study from its bundle
+and trains only what is missing. A stage that fails stops the command (the same command resumes).
+Snapshots stay a separate step (``scripts/campaign.py snapshot --live ../rlopt-<tag>/runs/campaign``),
+taken before each commit.
+
+Written by hand because the steps span git, venvs and a pinned checkout, which no library joins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = ROOT / "results" / "campaign"
+PINS = BUNDLES / "pins.yaml"
+TORCH = "torch==2.13.0"
+"""The torch the campaign's venvs install (the suite's tested version; each run records its own)."""
+
+
+def fail(message: str) -> NoReturn:
+    print(f"resume_campaign: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pinned commit of the campaign and the claims it trains, in order."""
+
+    tag: str
+    commit: str
+    claims: tuple[int, ...]
+
+
+def read_pins(path: Path) -> list[Stage]:
+    """The stages of ``pins.yaml``; a bad file is a one-line error (exit 2) naming the bad value."""
+    from rlopt.config.yaml import read_yaml
+    from rlopt.errors import ConfigError
+
+    try:
+        data = read_yaml(path, "campaign pins file")
+    except ConfigError as exc:
+        fail(str(exc))
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, list) or not stages:
+        fail(f"{path}: 'stages' must be a non-empty list "
+             "(accepted: - {tag: ..., commit: ..., claims: [...]})")
+    parsed: list[Stage] = []
+    for i, entry in enumerate(stages):
+        where = f"{path}: stages[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"tag", "commit", "claims"}:
+            fail(f"{where}: {entry!r} (accepted: a mapping with exactly tag, commit and claims)")
+        tag, commit, claims = entry["tag"], entry["commit"], entry["claims"]
+        if not isinstance(tag, str) or not tag.replace("-", "").replace(".", "").isalnum():
+            fail(f"{where}.tag: {tag!r} (accepted: a tag name of letters, digits, '-' and '.')")
+        if not isinstance(commit, str) or len(commit) != 40 or set(commit) - set("0123456789abcdef"):
+            fail(f"{where}.commit: {commit!r} (accepted: a full 40-digit lower-case commit hash)")
+        if (not isinstance(claims, list) or not claims
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in claims)):
+            fail(f"{where}.claims: {claims!r} (accepted: a non-empty list of claim numbers, e.g. [1, 2])")
+        parsed.append(Stage(tag, commit, tuple(claims)))
+    return parsed
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+
+
+def study_files_at(commit: str, claim: int) -> dict[str, str]:
+    """The study files of ``claim`` in ``studies/`` at ``commit`` (its own first, then shared ones, as
+    ``scripts/campaign.py`` orders them), each with its text."""
+    from rlopt.config.data import claim_numbers
+
+    listing = _git("ls-tree", "--name-only", f"{commit}:studies")
+    if listing.returncode != 0:
+        fail(f"commit {commit}: not in this clone's history, or it has no studies/ "
+             "(accepted: a commit of main; fetch the full history)")
+    names = [n for n in listing.stdout.split() if n.startswith("claim") and claim in claim_numbers(n)]
+    names.sort(key=lambda n: (len(claim_numbers(n)), n))
+    return {n: _git("show", f"{commit}:studies/{n}").stdout for n in names}
+
+
+def study_progress(text: str, source: str, bundles: Path) -> tuple[str, int, int | None]:
+    """The study's name, the runs its file plans and the runs that count in its committed bundle
+    (None: no bundle yet)."""
+    from rlopt.analysis.load import load_runs_untouched
+    from rlopt.analysis.scores import is_usable
+    from rlopt.config.study import parse_spec
+    from rlopt.config.yaml import load
+    from rlopt.errors import ConfigError
+
+    try:
+        spec = parse_spec(load(text, source), source)
+    except ConfigError as exc:
+        fail(str(exc))
+    bundle = bundles / spec.name
+    if not (bundle / "study.db").is_file():
+        return spec.name, spec.planned_runs(), None
+    return spec.name, spec.planned_runs(), sum(map(is_usable, load_runs_untouched(bundle)))
+
+
+def unfinished_claims(stage: Stage, bundles: Path) -> list[int]:
+    """The stage's claims with a study that is not complete, printing each study's state."""
+    pending: list[int] = []
+    for claim in stage.claims:
+        files = study_files_at(stage.commit, claim)
+        if not files:
+            fail(f"claim {claim} of stage {stage.tag}: no study file claim{claim}-*.yaml at "
+                 f"{stage.commit[:7]} (accepted: claims with a study file at the stage's commit)")
+        for name, text in files.items():
+            study, planned, counted = study_progress(text, f"{stage.commit[:7]}:studies/{name}", bundles)
+            state = "not started" if counted is None else f"{counted} of {planned} runs count"
+            print(f"{stage.tag}: claim {claim}: {study}: {state}", flush=True)
+            if (counted is None or counted < planned) and claim not in pending:
+                pending.append(claim)
+    return pending
+
+
+def checkout(stage: Stage, worktrees: Path, torch: str, dry_run: bool) -> Path:
+    """The stage's pinned checkout with its venv, made where missing; a checkout at another commit is
+    an error (it is someone's: never touched)."""
+    path = worktrees / f"rlopt-{stage.tag}"
+    steps: list[list[str]] = []
+    if path.exists():
+        head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.stdout.strip() != stage.commit:
+            fail(f"{path}: checked out at {head.stdout.strip()[:7] or 'no commit'}, not {stage.tag}'s "
+                 f"{stage.commit[:7]} (accepted: that commit's worktree, or no folder there)")
+    else:
+        steps += [["git", "-C", str(ROOT), "tag", "-f", stage.tag, stage.commit],
+                  ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), stage.commit]]
+    python = path / ".venv" / "bin" / "python"
+    probe = [str(python), "-c", f"import rlopt, sys; sys.exit(not rlopt.__file__.startswith({str(path)!r}))"]
+    if not python.is_file() or subprocess.run(probe, capture_output=True).returncode != 0:
+        steps += [[sys.executable, "-m", "venv", str(path / ".venv")],
+                  [str(path / ".venv" / "bin" / "pip"), "install", "-q", torch, "-e", str(path)]]
+    for step in steps:
+        print("resume_campaign: " + " ".join(step), flush=True)
+        if not dry_run and subprocess.call(step) != 0:
+            fail(f"{' '.join(step)} failed (see above); fix it and run the same command again")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pins", type=Path, default=PINS,
+                        help="the stages (default results/campaign/pins.yaml)")
+    parser.add_argument("--into", type=Path, default=BUNDLES,
+                        help="the committed bundles (default results/campaign of this checkout)")
+    parser.add_argument("--worktrees", type=Path, default=ROOT.parent,
+                        help="where the pinned checkouts live (default: beside this checkout)")
+    parser.add_argument("--parallel-runs", type=int, default=None,
+                        help="runs of one trial at once (default: cores / workers)")
+    parser.add_argument("--torch", default=TORCH,
+                        help=f"what a new venv installs for torch (default {TORCH})")
+    parser.add_argument("--dry-run", action="store_true", help="say what would run; make and train nothing")
+    args = parser.parse_args(argv)
+    if args.parallel_runs is not None and args.parallel_runs < 1:
+        fail(f"--parallel-runs {args.parallel_runs} (accepted: a whole number >= 1)")
+    if not args.into.is_dir():
+        fail(f"--into {args.into}: no such folder (accepted: the campaign's results folder)")
+    if not args.worktrees.is_dir():
+        fail(f"--worktrees {args.worktrees}: no such folder (accepted: an existing folder)")
+    for stage in read_pins(args.pins):
+        pending = unfinished_claims(stage, args.into.resolve())
+        if not pending:
+            print(f"{stage.tag}: complete", flush=True)
+            continue
+        path = checkout(stage, args.worktrees.resolve(), args.torch, args.dry_run)
+        command = [str(path / ".venv" / "bin" / "python"), "scripts/campaign.py", "run",
+                   "--claims", ",".join(map(str, pending)), "--into", str(args.into.resolve())]
+        if args.parallel_runs:
+            command += ["--parallel-runs", str(args.parallel_runs)]
+        print(f"resume_campaign: (in {path}) " + " ".join(command), flush=True)
+        if args.dry_run:
+            continue
+        code = subprocess.call(command, cwd=path)
+        if code != 0:
+            print(f"resume_campaign: {stage.tag} exited with {code}; stopping here "
+                  "(the same command resumes)", file=sys.stderr)
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""``scripts/resume_campaign.py``: the campaign's stages resumed with one command, driven as a user does.
+
+The stages are real commits of this repository (those of the committed ``results/campaign/pins.yaml``),
+the bundles real committed ones, copied (and cut) into a temporary folder; ``--dry-run`` keeps the
+tests from installing venvs and training, and each test checks that it wrote nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "resume_campaign.py"
+BUNDLES = ROOT / "results" / "campaign"
+STAGES = yaml.safe_load((BUNDLES / "pins.yaml").read_text())["stages"]
+FIRST, LAST = STAGES[0]["commit"], STAGES[-1]["commit"]
+CLAIM1 = "claim1-adopt-vs-adam-ppo"
+
+
+def _resume(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _pins(folder: Path, stages: object) -> Path:
+    path = folder / "pins.yaml"
+    path.write_text(yaml.safe_dump({"stages": stages}))
+    return path
+
+
+def _tags() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "tag", "-l"], capture_output=True, text=True).stdout
+
+
+@pytest.fixture()
+def into(tmp_path: Path) -> Path:
+    """A results folder holding a copy of the complete claim-1 bundle."""
+    folder = tmp_path / "results"
+    shutil.copytree(BUNDLES / CLAIM1, folder / CLAIM1)
+    return folder
+
+
+def test_a_complete_stage_is_skipped_and_an_unstarted_one_planned(tmp_path: Path, into: Path) -> None:
+    worktrees = tmp_path / "worktrees"
+    worktrees.mkdir()
+    pins = _pins(tmp_path, [{"tag": "t-done", "commit": FIRST, "claims": [1]},
+                            {"tag": "t-next", "commit": LAST, "claims": [3]}])
+    tags = _tags()
+    result = _resume("--pins", pins, "--into", into, "--worktrees", worktrees, "--parallel-runs", "2",
+                     "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    counted = re.search(rf"t-done: claim 1: {CLAIM1}: (\d+) of (\d+) runs count", out)
+    assert counted and counted[1] == counted[2], out
+    assert "t-done: complete" in out
+    assert "t-next: claim 3: claim3-adan-vs-adam-ppo: not started" in out
+    assert f"worktree add --detach {worktrees / 'rlopt-t-next'} {LAST}" in out
+    assert f"-m venv {worktrees / 'rlopt-t-next' / '.venv'}" in out
+    assert out.rstrip().endswith(f"scripts/campaign.py run --claims 3 --into {into} --parallel-runs 2")
+    assert "rlopt-t-done" not in out  # a complete stage needs no checkout
+    assert list(worktrees.iterdir()) == [] and _tags() == tags  # a dry run makes nothing
+
+
+def test_a_study_with_a_run_missing_is_resumed_from_its_stage(tmp_path: Path, into: Path) -> None:
+    run = sorted((into / CLAIM1).glob("adopt/trial_*/*/metrics.json"))[0].parent
+    shutil.rmtree(run)  # its trial is complete, but the run is gone: 19 runs count
+    pins = _pins(tmp_path, [{"tag": "t-one", "commit": FIRST, "claims": [1, 2]}])
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    counted = re.search(rf"t-one: claim 1: {CLAIM1}: (\d+) of (\d+) runs count", result.stdout)
+    assert counted and int(counted[1]) == int(counted[2]) - 1, result.stdout
+    # claim 2 has no bundle in this folder: both claims train, in the stage's order
+    assert result.stdout.rstrip().endswith(f"run --claims 1,2 --into {into}")
+
+
+def test_an_existing_checkout_of_the_stage_is_reused(tmp_path: Path, into: Path) -> None:
+    pins = _pins(tmp_path, [{"tag": "t-here", "commit": LAST, "claims": [3]}])
+    checkout = tmp_path / "rlopt-t-here"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), LAST],
+                   check=True, capture_output=True)
+    try:
+        result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)],
+                       check=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert "worktree add" not in result.stdout  # the checkout is there
+    assert f"-m venv {checkout / '.venv'}" in result.stdout  # but it has no venv yet
+
+
+def test_a_checkout_folder_at_another_commit_is_refused(tmp_path: Path, into: Path) -> None:
+    (tmp_path / "rlopt-t-other").mkdir()  # someone's folder, not the stage's checkout
+    pins = _pins(tmp_path, [{"tag": "t-other", "commit": LAST, "claims": [3]}])
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "rlopt-t-other" in result.stderr, result.stderr
+    assert "not t-other's" in result.stderr
+    assert list((tmp_path / "rlopt-t-other").iterdir()) == []
+
+
+BAD_PINS = [
+    ({"stages": []}, "'stages' must be a non-empty list"),
+    ({"stage": [{"tag": "a", "commit": LAST, "claims": [3]}]}, "'stages' must be a non-empty list"),
+    ({"stages": [{"tag": "a", "commit": LAST}]}, "stages[0]"),
+    ({"stages": [{"tag": "a b", "commit": LAST, "claims": [3]}]}, "stages[0].tag: 'a b'"),
+    ({"stages": [{"tag": "a", "commit": LAST[:7], "claims": [3]}]}, f"stages[0].commit: '{LAST[:7]}'"),
+    ({"stages": [{"tag": "a", "commit": LAST, "claims": "3"}]}, "stages[0].claims: '3'"),
+    ({"stages": [{"tag": "a", "commit": LAST, "claims": [0]}]}, "stages[0].claims: [0]"),
+    ({"stages": [{"tag": "a", "commit": "0" * 40, "claims": [3]}]}, f"commit {'0' * 40}: not in this clone"),
+    ({"stages": [{"tag": "a", "commit": LAST, "claims": [99]}]}, "claim 99 of stage a: no study file"),
+]
+
+
+@pytest.mark.parametrize(("pins", "named"), BAD_PINS, ids=[n for _, n in BAD_PINS])
+def test_a_bad_pins_file_is_one_line_and_exit_2(tmp_path: Path, into: Path, pins: object, named: str) -> None:
+    path = tmp_path / "pins.yaml"
+    path.write_text(yaml.safe_dump(pins))
+    result = _resume("--pins", path, "--into", into, "--worktrees", tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.count("\n") == 1 and named in result.stderr, result.stderr
+    assert "accepted" in result.stderr or "fetch" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pins.yaml", "results"]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--parallel-runs", "0"], "--parallel-runs 0"),
+    (["--pins", "/nonexistent/pins.yaml"], "/nonexistent/pins.yaml"),
+    (["--worktrees", "/nonexistent"], "--worktrees /nonexistent"),
+])
+def test_a_bad_argument_is_one_line_and_exit_2(tmp_path: Path, into: Path, args: list[str],
+                                               named: str) -> None:
+    result = _resume("--into", into, *args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and named in result.stderr, result.stderr
