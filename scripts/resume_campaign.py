@@ -146,7 +146,9 @@ def checkout(stage: Stage, worktrees: Path, torch: str, dry_run: bool) -> Path:
         steps += [["git", "-C", str(ROOT), "tag", "-f", stage.tag, stage.commit],
                   ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), stage.commit]]
     python = path / ".venv" / "bin" / "python"
-    probe = [str(python), "-c", f"import rlopt, sys; sys.exit(not rlopt.__file__.startswith({str(path)!r}))"]
+    probe = [str(python), "-I", "-c",  # -I: not the rlopt of the current folder
+             "import pathlib, sys, optuna, stable_baselines3, torch, rlopt; sys.exit(not pathlib.Path("
+             f"rlopt.__file__).resolve().is_relative_to({str(path.resolve())!r}))"]
     if not python.is_file() or subprocess.run(probe, capture_output=True).returncode != 0:
         steps += [[sys.executable, "-m", "venv", str(path / ".venv")],
                   [str(path / ".venv" / "bin" / "pip"), "install", "-q", torch, "-e", str(path)]]

@@ -94,6 +94,19 @@ def test_an_existing_checkout_of_the_stage_is_reused(tmp_path: Path, into: Path)
     assert f"-m venv {checkout / '.venv'}" in result.stdout  # but it has no venv yet
 
 
+def test_a_checkout_with_its_venv_is_used_as_it_is(tmp_path: Path, into: Path) -> None:
+    """This checkout stands in for a stage's: a link named as the stage's checkout, at its HEAD."""
+    if not (ROOT / ".venv" / "bin" / "python").is_file():
+        pytest.skip("this checkout has no .venv (the README's set-up command makes it)")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    (tmp_path / "rlopt-t-self").symlink_to(ROOT)
+    pins = _pins(tmp_path, [{"tag": "t-self", "commit": head.stdout.strip(), "claims": [3]}])
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("resume_campaign: ")]
+    assert len(lines) == 1 and lines[0].endswith(f"run --claims 3 --into {into}"), result.stdout
+
+
 def test_a_checkout_folder_at_another_commit_is_refused(tmp_path: Path, into: Path) -> None:
     (tmp_path / "rlopt-t-other").mkdir()  # someone's folder, not the stage's checkout
     pins = _pins(tmp_path, [{"tag": "t-other", "commit": LAST, "claims": [3]}])
