@@ -5,6 +5,7 @@ The studies train for hours, longer than one session or machine lasts, so the ca
 stopped at any moment and resumed anywhere from what is committed:
 
     python scripts/campaign.py run --claims 1,2          # run (or resume) the claims' studies, in order
+    python scripts/campaign.py run --studies NAME,...    # or these studies (studies/<name>.yaml)
     python scripts/campaign.py snapshot                  # write the committed bundle of every study
     python scripts/campaign.py report                    # runs.csv and report/ of every bundle
     python scripts/campaign.py progress                  # progress.md of every bundle, from the bundle
@@ -82,6 +83,20 @@ def claim_files(claims: str) -> list[Path]:
         if not found:
             fail(f"--claims: no study file of claim {int(word)} in studies/ (claim{int(word)}-*.yaml)")
         files.extend(p for p in found if p not in files)
+    return files
+
+
+def named_files(names: str) -> list[Path]:
+    """The study files ``studies/<name>.yaml`` of ``names`` (e.g. ``claim1-adopt-vs-adam-ppo``), in the
+    order given: how ``scripts/resume_campaign.py`` names only the unfinished studies of a claim."""
+    files = []
+    for name in (n.strip() for n in names.split(",")):
+        path = STUDIES / f"{name}.yaml"
+        if not name or not path.is_file():
+            fail(f"--studies: {name!r} is not a study of studies/ (accepted: names of studies/claim*.yaml "
+                 "without .yaml, comma-separated)")
+        if path not in files:
+            files.append(path)
     return files
 
 
@@ -239,7 +254,7 @@ def seed_live(bundle: Path, live: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = claim_files(args.claims)
+    files = named_files(args.studies) if args.studies else claim_files(args.claims)
     live_root, into = Path(args.live), Path(args.into)
     for path in files:
         name = study_name(path)
@@ -316,7 +331,10 @@ def main() -> int:
         p.add_argument("--into", default=str(ROOT / "results" / "campaign"),
                        help="where the committed bundles are (default results/campaign of this checkout)")
         if action == "run":
-            p.add_argument("--claims", default="1,2", help="claim numbers in order (default 1,2)")
+            which = p.add_mutually_exclusive_group()
+            which.add_argument("--claims", default="1,2", help="claim numbers in order (default 1,2)")
+            which.add_argument("--studies", default=None,
+                               help="study names in order (studies/<name>.yaml), instead of --claims")
             p.add_argument("--workers", type=int, default=1)
             p.add_argument("--parallel-runs", type=int, default=None,
                            help="runs of one trial at once (default: cores / workers)")

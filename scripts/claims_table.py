@@ -55,14 +55,21 @@ def _budget(timesteps: int | None, paper: int | None) -> str:
 
 
 def pinned_stage(path: Path) -> str:
-    """The campaign stage of ``results/campaign/pins.yaml`` that trains the study file's claims
-    (``campaign-4 = 331a91c``), or ``—`` where no stage names them."""
+    """The first stage of ``results/campaign/pins.yaml`` that trains the study file (one of its claims,
+    and the file in ``studies/`` at the stage's commit), as ``campaign-4 = 331a91c``; ``—`` where none
+    does (or this clone lacks the commits)."""
+    import subprocess
+
     from rlopt.config.data import claim_numbers
     from rlopt.config.yaml import read_yaml
 
     numbers = set(claim_numbers(path.name))
     for stage in read_yaml(PINS, "campaign pins file")["stages"]:
-        if numbers & set(stage["claims"]):
+        if not numbers & set(stage["claims"]):
+            continue
+        where = f"{stage['commit']}:studies/{path.name}"
+        there = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", where], capture_output=True)
+        if there.returncode == 0:
             return f"{stage['tag']} = {stage['commit'][:7]}"
     return "—"
 
@@ -79,6 +86,7 @@ STUDY = "{study}"
 def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
     """The table's rows for one study file (one per claim), and the name of its committed bundle (None
     before it has one): the rows hold :data:`STUDY` for the study cell."""
+    from rlopt.analysis.progress import progress_of
     from rlopt.analysis.scores import is_usable, normaliser_for
     from rlopt.analysis.verdict_table import judge
     from rlopt.config.claims import claims_at_looks
@@ -87,24 +95,24 @@ def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
     spec = load_spec(path)
     claims = claims_at_looks(spec.claim, len(spec.seed_looks)) if spec.seed_looks else list(spec.claim)
     bundle = BUNDLES / spec.name
-    planned = spec.planned_runs()
     tasks = f"{spec.algorithm.upper()}, {', '.join(spec.tasks)}"
     looks = ", ".join(map(str, spec.seed_looks))
     seeds = str(len(spec.seeds))
     if looks:
         seeds = f"{spec.seed_looks[0]}, up to {seeds} (looks at {looks})"
     if not (bundle / "study.db").is_file():
+        asked = progress_of(spec, [], [], 0).asked
         return None, [[f"{claim_label(path)}: {c.statement}", STUDY, tasks,
-                 _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {planned})",
+                 _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {asked})",
                  "—", "—", "—", "—", pinned_stage(path)] for c in claims]
-    from rlopt.analysis.load import load_runs_untouched
+    from rlopt.analysis.progress import study_progress
 
-    records = load_runs_untouched(bundle)
+    records, progress = study_progress(spec, bundle)
     counted = [r for r in records if is_usable(r)]
     commits = ", ".join(sorted({c for c in map(_commit, (r.run_dir for r in counted)) if c})) or "—"
     verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
     hours = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in counted) / 3600
-    state = f"{len(counted)} of {planned}" + (" (complete)" if len(counted) >= planned else " (partial)")
+    state = progress.describe()
     rows = []
     for v in verdicts:
         effect = v.measured + (f"; each task alone: {v.per_task}" if v.per_task else "")

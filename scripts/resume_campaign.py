@@ -5,12 +5,13 @@
     .venv/bin/python scripts/resume_campaign.py --dry-run     # what it would do, nothing written
 
 ``results/campaign/pins.yaml`` lists the stages: a tag, the commit it names and the claims it trains.
-For each stage in turn this finds the claims whose studies are not complete (a study is complete when
-the runs that count in its committed bundle, as ``rlopt report`` counts them, reach the runs its study
-file plans; a study with no bundle has not started), makes the stage's pinned checkout where it is
-missing (a git worktree at the commit, ``../rlopt-<tag>`` beside this checkout, with its own venv) and
-runs ``scripts/campaign.py run --claims <unfinished>`` there, which seeds each study from its bundle
-and trains only what is missing. A stage that fails stops the command (the same command resumes).
+For each stage in turn this finds the claims whose studies are not complete (as the claims table says:
+:mod:`rlopt.analysis.progress` reads the committed bundle; a study with no bundle has not started),
+makes the stage's pinned checkout where it is missing (a git worktree at the commit, ``../rlopt-<tag>``
+beside this checkout, with its own venv) and
+runs ``scripts/campaign.py run`` there on the unfinished studies (``--studies``; ``--claims`` for the
+stages cut before that option), which seeds each study from its bundle and trains only what is
+missing. A stage that fails stops the command (the same command resumes).
 Snapshots stay a separate step (``scripts/campaign.py snapshot --live ../rlopt-<tag>/runs/campaign``),
 taken before each commit.
 
@@ -96,11 +97,10 @@ def study_files_at(commit: str, claim: int) -> dict[str, str]:
     return {n: _git("show", f"{commit}:studies/{n}").stdout for n in names}
 
 
-def study_progress(text: str, source: str, bundles: Path) -> tuple[str, int, int | None]:
-    """The study's name, the runs its file plans and the runs that count in its committed bundle
-    (None: no bundle yet)."""
-    from rlopt.analysis.load import load_runs_untouched
-    from rlopt.analysis.scores import is_usable
+def study_state(text: str, source: str, bundles: Path) -> tuple[str, bool, str]:
+    """The study's name, whether it is complete and its state in words, from its committed bundle
+    (:mod:`rlopt.analysis.progress`, as the claims table says it)."""
+    from rlopt.analysis.progress import progress_of, study_progress
     from rlopt.config.study import parse_spec
     from rlopt.config.yaml import load
     from rlopt.errors import ConfigError
@@ -111,25 +111,45 @@ def study_progress(text: str, source: str, bundles: Path) -> tuple[str, int, int
         fail(str(exc))
     bundle = bundles / spec.name
     if not (bundle / "study.db").is_file():
-        return spec.name, spec.planned_runs(), None
-    return spec.name, spec.planned_runs(), sum(map(is_usable, load_runs_untouched(bundle)))
+        return spec.name, False, f"not started (0 of {progress_of(spec, [], [], 0).asked})"
+    progress = study_progress(spec, bundle)[1]
+    return spec.name, progress.complete, progress.describe()
 
 
-def unfinished_claims(stage: Stage, bundles: Path) -> list[int]:
-    """The stage's claims with a study that is not complete, printing each study's state."""
-    pending: list[int] = []
+@dataclass(frozen=True)
+class Unfinished:
+    """What of a stage is left: its claims with an unfinished study, and those studies, in order."""
+
+    claims: tuple[int, ...]
+    studies: tuple[str, ...]
+
+
+def unfinished(stage: Stage, bundles: Path) -> Unfinished:
+    """What of the stage is not complete, printing each study's state."""
+    claims: list[int] = []
+    studies: list[str] = []
     for claim in stage.claims:
         files = study_files_at(stage.commit, claim)
         if not files:
             fail(f"claim {claim} of stage {stage.tag}: no study file claim{claim}-*.yaml at "
                  f"{stage.commit[:7]} (accepted: claims with a study file at the stage's commit)")
         for name, text in files.items():
-            study, planned, counted = study_progress(text, f"{stage.commit[:7]}:studies/{name}", bundles)
-            state = "not started" if counted is None else f"{counted} of {planned} runs count"
-            print(f"{stage.tag}: claim {claim}: {study}: {state}", flush=True)
-            if (counted is None or counted < planned) and claim not in pending:
-                pending.append(claim)
-    return pending
+            study, complete, state = study_state(text, f"{stage.commit[:7]}:studies/{name}", bundles)
+            print(f"{stage.tag}: claim {claim}: {study}: runs that count {state}", flush=True)
+            if not complete:
+                claims += [claim] if claim not in claims else []
+                studies += [study] if study not in studies else []
+    return Unfinished(tuple(claims), tuple(studies))
+
+
+def what_to_run(stage: Stage, left: Unfinished) -> list[str]:
+    """``campaign.py run``'s arguments for what is left: the unfinished studies by name where the stage's
+    ``campaign.py`` takes ``--studies`` (so a complete study of a claim is never opened by a later
+    commit), else the claims (the stages cut before it)."""
+    campaign = _git("show", f"{stage.commit}:scripts/campaign.py").stdout
+    if '"--studies"' in campaign:
+        return ["--studies", ",".join(left.studies)]
+    return ["--claims", ",".join(map(str, left.claims))]
 
 
 def checkout(stage: Stage, worktrees: Path, torch: str, dry_run: bool) -> Path:
@@ -180,13 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.worktrees.is_dir():
         fail(f"--worktrees {args.worktrees}: no such folder (accepted: an existing folder)")
     for stage in read_pins(args.pins):
-        pending = unfinished_claims(stage, args.into.resolve())
-        if not pending:
+        left = unfinished(stage, args.into.resolve())
+        if not left.studies:
             print(f"{stage.tag}: complete", flush=True)
             continue
         path = checkout(stage, args.worktrees.resolve(), args.torch, args.dry_run)
         command = [str(path / ".venv" / "bin" / "python"), "scripts/campaign.py", "run",
-                   "--claims", ",".join(map(str, pending)), "--into", str(args.into.resolve())]
+                   *what_to_run(stage, left), "--into", str(args.into.resolve())]
         if args.parallel_runs:
             command += ["--parallel-runs", str(args.parallel_runs)]
         print(f"resume_campaign: (in {path}) " + " ".join(command), flush=True)

@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "resume_campaign.py"
 BUNDLES = ROOT / "results" / "campaign"
 STAGES = yaml.safe_load((BUNDLES / "pins.yaml").read_text())["stages"]
-FIRST, LAST = STAGES[0]["commit"], STAGES[-1]["commit"]
+FIRST = STAGES[0]["commit"]
+"""The first stage's commit: its scripts/campaign.py predates --studies, so it is given --claims."""
+HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                      text=True).stdout.strip()
 CLAIM1 = "claim1-adopt-vs-adam-ppo"
 
 
@@ -50,17 +53,18 @@ def test_a_complete_stage_is_skipped_and_an_unstarted_one_planned(tmp_path: Path
     worktrees = tmp_path / "worktrees"
     worktrees.mkdir()
     pins = _pins(tmp_path, [{"tag": "t-done", "commit": FIRST, "claims": [1]},
-                            {"tag": "t-next", "commit": LAST, "claims": [3]}])
+                            {"tag": "t-next", "commit": FIRST, "claims": [3]}])
     tags = _tags()
     result = _resume("--pins", pins, "--into", into, "--worktrees", worktrees, "--parallel-runs", "2",
                      "--dry-run")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    counted = re.search(rf"t-done: claim 1: {CLAIM1}: (\d+) of (\d+) runs count", out)
+    counted = re.search(rf"t-done: claim 1: {CLAIM1}: runs that count (\d+) of (\d+) \(complete\)", out)
     assert counted and counted[1] == counted[2], out
     assert "t-done: complete" in out
-    assert "t-next: claim 3: claim3-adan-vs-adam-ppo: not started" in out
-    assert f"worktree add --detach {worktrees / 'rlopt-t-next'} {LAST}" in out
+    assert re.search(r"t-next: claim 3: claim3-adan-vs-adam-ppo: runs that count not started \(0 of \d+\)",
+                     out)
+    assert f"worktree add --detach {worktrees / 'rlopt-t-next'} {FIRST}" in out
     assert f"-m venv {worktrees / 'rlopt-t-next' / '.venv'}" in out
     assert out.rstrip().endswith(f"scripts/campaign.py run --claims 3 --into {into} --parallel-runs 2")
     assert "rlopt-t-done" not in out  # a complete stage needs no checkout
@@ -73,16 +77,29 @@ def test_a_study_with_a_run_missing_is_resumed_from_its_stage(tmp_path: Path, in
     pins = _pins(tmp_path, [{"tag": "t-one", "commit": FIRST, "claims": [1, 2]}])
     result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
     assert result.returncode == 0, result.stderr
-    counted = re.search(rf"t-one: claim 1: {CLAIM1}: (\d+) of (\d+) runs count", result.stdout)
+    counted = re.search(rf"t-one: claim 1: {CLAIM1}: runs that count (\d+) of (\d+) \(partial\)",
+                        result.stdout)
     assert counted and int(counted[1]) == int(counted[2]) - 1, result.stdout
     # claim 2 has no bundle in this folder: both claims train, in the stage's order
     assert result.stdout.rstrip().endswith(f"run --claims 1,2 --into {into}")
 
 
+def test_a_later_stage_names_only_the_unfinished_studies_of_a_claim(tmp_path: Path, into: Path) -> None:
+    """At HEAD claim 1 has two studies: the first is complete (its bundle is in ``into``), so the stage
+    trains only the second, by name, and never opens the complete one with its later code."""
+    pins = _pins(tmp_path, [{"tag": "t-head", "commit": HEAD, "claims": [1]}])
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    complete = rf"t-head: claim 1: {CLAIM1}: runs that count \d+ of \d+ \(complete\)"
+    assert re.search(complete, result.stdout), result.stdout
+    assert result.stdout.rstrip().endswith(f"run --studies {CLAIM1}-ant-lr-decay --into {into}"), \
+        result.stdout
+
+
 def test_an_existing_checkout_of_the_stage_is_reused(tmp_path: Path, into: Path) -> None:
-    pins = _pins(tmp_path, [{"tag": "t-here", "commit": LAST, "claims": [3]}])
+    pins = _pins(tmp_path, [{"tag": "t-here", "commit": FIRST, "claims": [3]}])
     checkout = tmp_path / "rlopt-t-here"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), LAST],
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), FIRST],
                    check=True, capture_output=True)
     try:
         result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
@@ -98,18 +115,18 @@ def test_a_checkout_with_its_venv_is_used_as_it_is(tmp_path: Path, into: Path) -
     """This checkout stands in for a stage's: a link named as the stage's checkout, at its HEAD."""
     if not (ROOT / ".venv" / "bin" / "python").is_file():
         pytest.skip("this checkout has no .venv (the README's set-up command makes it)")
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     (tmp_path / "rlopt-t-self").symlink_to(ROOT)
-    pins = _pins(tmp_path, [{"tag": "t-self", "commit": head.stdout.strip(), "claims": [3]}])
+    pins = _pins(tmp_path, [{"tag": "t-self", "commit": HEAD, "claims": [3]}])
     result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("resume_campaign: ")]
-    assert len(lines) == 1 and lines[0].endswith(f"run --claims 3 --into {into}"), result.stdout
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"run --studies claim3-adan-vs-adam-ppo --into {into}"), lines
 
 
 def test_a_checkout_folder_at_another_commit_is_refused(tmp_path: Path, into: Path) -> None:
     (tmp_path / "rlopt-t-other").mkdir()  # someone's folder, not the stage's checkout
-    pins = _pins(tmp_path, [{"tag": "t-other", "commit": LAST, "claims": [3]}])
+    pins = _pins(tmp_path, [{"tag": "t-other", "commit": FIRST, "claims": [3]}])
     result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "rlopt-t-other" in result.stderr, result.stderr
@@ -119,14 +136,14 @@ def test_a_checkout_folder_at_another_commit_is_refused(tmp_path: Path, into: Pa
 
 BAD_PINS = [
     ({"stages": []}, "'stages' must be a non-empty list"),
-    ({"stage": [{"tag": "a", "commit": LAST, "claims": [3]}]}, "'stages' must be a non-empty list"),
-    ({"stages": [{"tag": "a", "commit": LAST}]}, "stages[0]"),
-    ({"stages": [{"tag": "a b", "commit": LAST, "claims": [3]}]}, "stages[0].tag: 'a b'"),
-    ({"stages": [{"tag": "a", "commit": LAST[:7], "claims": [3]}]}, f"stages[0].commit: '{LAST[:7]}'"),
-    ({"stages": [{"tag": "a", "commit": LAST, "claims": "3"}]}, "stages[0].claims: '3'"),
-    ({"stages": [{"tag": "a", "commit": LAST, "claims": [0]}]}, "stages[0].claims: [0]"),
+    ({"stage": [{"tag": "a", "commit": FIRST, "claims": [3]}]}, "'stages' must be a non-empty list"),
+    ({"stages": [{"tag": "a", "commit": FIRST}]}, "stages[0]"),
+    ({"stages": [{"tag": "a b", "commit": FIRST, "claims": [3]}]}, "stages[0].tag: 'a b'"),
+    ({"stages": [{"tag": "a", "commit": FIRST[:7], "claims": [3]}]}, f"stages[0].commit: '{FIRST[:7]}'"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "claims": "3"}]}, "stages[0].claims: '3'"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "claims": [0]}]}, "stages[0].claims: [0]"),
     ({"stages": [{"tag": "a", "commit": "0" * 40, "claims": [3]}]}, f"commit {'0' * 40}: not in this clone"),
-    ({"stages": [{"tag": "a", "commit": LAST, "claims": [99]}]}, "claim 99 of stage a: no study file"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "claims": [99]}]}, "claim 99 of stage a: no study file"),
 ]
 
 

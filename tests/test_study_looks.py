@@ -14,8 +14,9 @@ import pytest
 from _study_files import arm_trials, run_rlopt, spec_with, write_study
 from optuna.trial import TrialState
 
+from rlopt.analysis.progress import study_progress
 from rlopt.config.claims import claims_at_looks, per_look_confidence
-from rlopt.config.study import parse_spec
+from rlopt.config.study import load_spec, parse_spec
 from rlopt.errors import ConfigError
 from rlopt.study import looks
 
@@ -159,3 +160,8 @@ def test_a_sequential_study_extends_its_cells_reusing_their_runs_then_stops(tmp_
     assert "look 2 (4 seeds per cell): inconclusive at this budget" in text
     assert "97.5% CI" in text  # 95% spent over two looks
     assert "Partial data" not in text and "not here" not in report.stderr
+
+    # what the claims table and the campaign's resume read: complete, 2 cells x 4 seeds counted
+    records, progress = study_progress(load_spec(path), runs / "seq")
+    assert len(records) == 8 and (runs / "seq" / "study.db").is_file()
+    assert progress.describe() == "8 of 8 (complete, stopped at look 2 of 2, 4 seeds per cell, up to 4)"

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +121,26 @@ def load_runs(study_dir: str | Path, storage: str | None = None) -> list[RunReco
     return records
 
 
+@contextmanager
+def untouched_copy(study_dir: Path) -> Iterator[Path]:
+    """A temporary copy of the study folder ``study_dir`` (without ``report/`` and ``runs.csv``, which
+    the storage does not need), removed on exit: what a committed bundle is read from."""
+    with tempfile.TemporaryDirectory(prefix="rlopt-load-") as tmp:
+        copy = Path(tmp) / study_dir.name
+        shutil.copytree(study_dir, copy, ignore=shutil.ignore_patterns("report", "runs.csv"))
+        yield copy
+
+
 def load_runs_untouched(study_dir: str | Path) -> list[RunRecord]:
-    """:func:`load_runs` of the study in ``study_dir`` read from a temporary copy, so that nothing in the
-    folder (a committed bundle's ``study.db``) is ever opened for writing; each record's ``run_dir``
-    points back into ``study_dir``. The copy leaves out ``report/`` and ``runs.csv``, which the
-    storage does not need.
+    """:func:`load_runs` of the study in ``study_dir`` read from a temporary copy
+    (:func:`untouched_copy`), so that nothing in the folder (a committed bundle's ``study.db``) is
+    ever opened for writing; each record's ``run_dir`` points back into ``study_dir``.
 
     Raises:
         ConfigError: as :func:`load_runs`.
     """
     study_dir = Path(study_dir)
-    with tempfile.TemporaryDirectory(prefix="rlopt-load-") as tmp:
-        copy = Path(tmp) / study_dir.name
-        shutil.copytree(study_dir, copy, ignore=shutil.ignore_patterns("report", "runs.csv"))
+    with untouched_copy(study_dir) as copy:
         root = copy.resolve()
         records = []
         for record in load_runs(copy):

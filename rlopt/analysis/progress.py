@@ -1,0 +1,71 @@
+"""How far a study got: its runs that count, of the runs asked for so far, and whether it is complete.
+
+A run *counts* when it finished in a complete trial that no later trial extends
+(:func:`rlopt.analysis.scores.is_usable`). A study with a fixed set of seeds asks for every run its file
+plans (:meth:`rlopt.config.study.StudySpec.planned_runs`) and is complete when that many count. A study
+with sequential seeds (:mod:`rlopt.study.looks`) asks for the first look's seeds per cell, and for more
+at each look that leaves a claim undecided: it is complete when the procedure has ended (its claims
+decided, or its last look judged), and the runs asked for are those of the look it reached. The claims
+table (``scripts/claims_table.py``) and ``scripts/resume_campaign.py`` both read it, so "complete" means
+one thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlopt.analysis.load import load_runs_untouched, untouched_copy
+from rlopt.analysis.scores import is_usable
+from rlopt.config.study import StudySpec
+from rlopt.records import RunRecord
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """``counted`` runs of the ``asked`` ones; ``complete`` as the module says; ``look`` says where a
+    sequential study stands (``""`` for fixed seeds)."""
+
+    counted: int
+    asked: int
+    complete: bool
+    look: str = ""
+
+    def describe(self) -> str:
+        """``20 of 20 (complete)``, ``12 of 20 (partial)``, ``20 of 20 (look 1 of 2, judging)``..."""
+        state = "complete" if self.complete else "partial"
+        return f"{self.counted} of {self.asked} ({state}{', ' + self.look if self.look else ''})"
+
+
+def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[Mapping[str, Any]],
+                look: int) -> StudyProgress:
+    """The progress of ``spec``'s study from its runs and, for sequential seeds, the judged ``looks``
+    (:func:`rlopt.study.looks.history`) and the ``look`` index it is at."""
+    counted = sum(map(is_usable, records))
+    if not spec.seed_looks:
+        return StudyProgress(counted, spec.planned_runs(), counted >= spec.planned_runs())
+    cells = spec.planned_runs() // len(spec.seeds)
+    final = bool(looks) and bool(looks[-1].get("final"))
+    seeds = int(looks[-1]["seeds"]) if final else spec.seed_looks[min(look, len(spec.seed_looks) - 1)]
+    of = f"of {len(spec.seed_looks)}, {seeds} seeds per cell, up to {spec.seed_looks[-1]}"
+    where = f"stopped at look {len(looks)} {of}" if final else f"look {look + 1} {of}"
+    return StudyProgress(counted, cells * seeds, final, where)
+
+
+def study_progress(spec: StudySpec, study_dir: Path) -> tuple[list[RunRecord], StudyProgress]:
+    """The runs of the study in ``study_dir`` (read as :func:`rlopt.analysis.load.load_runs_untouched`
+    reads them: a committed bundle is never written to) and its :class:`StudyProgress`."""
+    records = load_runs_untouched(study_dir)
+    looks: list[dict[str, Any]] = []
+    look = 0
+    if spec.seed_looks:
+        from rlopt.study import looks as seed_looks
+        from rlopt.study.status import open_study
+
+        with untouched_copy(study_dir) as copy:
+            opened = open_study(copy)
+            first = next(iter(opened.arms.values()))
+            looks, look = seed_looks.history(first), seed_looks.current_look(first)
+    return records, progress_of(spec, records, looks, look)

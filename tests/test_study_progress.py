@@ -1,0 +1,51 @@
+"""How far a study got (rlopt.analysis.progress): one meaning of "complete" for the claims table and the
+campaign's resume, for fixed and sequential seeds. The real sequential study is in test_study_looks.py;
+here the looks are those :mod:`rlopt.study.looks` records, on plain run records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from _study_files import spec_with
+
+from rlopt.analysis.progress import progress_of
+from rlopt.config.study import parse_spec
+from rlopt.records import RunRecord
+from rlopt.study.looks import LookResult
+
+CLAIM = {"statement": "ADOPT beats Adam", "source": "test", "kind": "better",
+         "candidate": {"optimizer": "adopt"}, "baseline": {"optimizer": "adam"}, "min_runs": 2}
+
+
+def _runs(n: int, status: str = "ok", trial_state: str = "COMPLETE") -> list[RunRecord]:
+    return [RunRecord("s", 0, trial_state, "adam", "adam", {}, "InvertedPendulum-v5", seed, np.zeros(1),
+                      np.zeros(1), {"status": status}) for seed in range(n)]
+
+
+def _look(look: int, seeds: int, final: bool) -> dict[str, Any]:
+    return LookResult(look, seeds, ("inconclusive at this budget",), ("r",), final).as_attr()
+
+
+def test_a_fixed_seed_study_is_complete_when_every_planned_run_counts() -> None:
+    spec = parse_spec(spec_with(seeds=2))  # 2 arms x 1 task x 2 seeds
+    assert spec.planned_runs() == 4
+    assert progress_of(spec, _runs(4), [], 0).describe() == "4 of 4 (complete)"
+    partial = progress_of(spec, _runs(3) + _runs(1, status="running"), [], 0)
+    assert (partial.counted, partial.asked, partial.complete) == (3, 4, False)
+    # a finished run of a failed trial does not count (its retry will)
+    assert not progress_of(spec, _runs(3) + _runs(1, trial_state="FAIL"), [], 0).complete
+
+
+@pytest.mark.parametrize(("looks", "look", "counted", "expected"), [
+    ([], 0, 4, "4 of 4 (partial, look 1 of 2, 2 seeds per cell, up to 4)"),  # not judged yet
+    ([_look(0, 2, False)], 1, 4, "4 of 8 (partial, look 2 of 2, 4 seeds per cell, up to 4)"),
+    ([_look(0, 2, True)], 0, 4, "4 of 4 (complete, stopped at look 1 of 2, 2 seeds per cell, up to 4)"),
+    ([_look(0, 2, False), _look(1, 4, True)], 1, 8,
+     "8 of 8 (complete, stopped at look 2 of 2, 4 seeds per cell, up to 4)"),
+])
+def test_a_sequential_study_asks_for_its_looks_seeds_and_is_complete_when_it_stopped(
+        looks: list[dict[str, Any]], look: int, counted: int, expected: str) -> None:
+    spec = parse_spec(spec_with(seeds={"initial": 2, "max": 4, "step": 2}, claim=CLAIM))
+    assert progress_of(spec, _runs(counted), looks, look).describe() == expected
