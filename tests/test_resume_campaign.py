@@ -168,3 +168,13 @@ def test_a_bad_argument_is_one_line_and_exit_2(tmp_path: Path, into: Path, args:
     result = _resume("--into", into, *args)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and named in result.stderr, result.stderr
+
+
+def test_campaign_run_refuses_a_study_name_it_does_not_have(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign.py"), "run", "--studies",
+                             f"{CLAIM1},no-such-study", "--live", str(live), "--into", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "'no-such-study'" in result.stderr, result.stderr
+    assert not live.exists()  # refused before anything ran or was written
