@@ -56,7 +56,7 @@ def _budget(timesteps: int | None, paper: int | None) -> str:
 
 def pinned_stage(path: Path) -> str:
     """The first stage of ``results/campaign/pins.yaml`` that trains the study file (one of its claims,
-    and the file in ``studies/`` at the stage's commit), as ``campaign-4 = 331a91c``; ``—`` where none
+    and the file in ``studies/`` at the stage's commit), as ``campaign-4 = 6ea4fee``; ``—`` where none
     does (or this clone lacks the commits)."""
     import subprocess
 
