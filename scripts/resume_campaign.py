@@ -86,14 +86,13 @@ def _git(*args: str) -> subprocess.CompletedProcess[str]:
 def study_files_at(commit: str, claim: int) -> dict[str, str]:
     """The study files of ``claim`` in ``studies/`` at ``commit`` (its own first, then shared ones, as
     ``scripts/campaign.py`` orders them), each with its text."""
-    from rlopt.config.data import claim_numbers
+    from rlopt.config.data import claim_file_names
 
     listing = _git("ls-tree", "--name-only", f"{commit}:studies")
     if listing.returncode != 0:
         fail(f"commit {commit}: not in this clone's history, or it has no studies/ "
              "(accepted: a commit of main; fetch the full history)")
-    names = [n for n in listing.stdout.split() if n.startswith("claim") and claim in claim_numbers(n)]
-    names.sort(key=lambda n: (len(claim_numbers(n)), n))
+    names = claim_file_names(listing.stdout.split(), claim)
     return {n: _git("show", f"{commit}:studies/{n}").stdout for n in names}
 
 

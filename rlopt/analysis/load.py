@@ -131,6 +131,19 @@ def untouched_copy(study_dir: Path) -> Iterator[Path]:
         yield copy
 
 
+def pointing_back(records: list[RunRecord], copy: Path, study_dir: Path) -> list[RunRecord]:
+    """``records`` read from ``copy`` (:func:`untouched_copy` of ``study_dir``), their ``run_dir``
+    pointing back into ``study_dir``."""
+    root = copy.resolve()
+    moved = []
+    for record in records:
+        run_dir = record.run_dir.resolve()
+        if run_dir.is_relative_to(root):
+            record = dataclasses.replace(record, run_dir=study_dir / run_dir.relative_to(root))
+        moved.append(record)
+    return moved
+
+
 def load_runs_untouched(study_dir: str | Path) -> list[RunRecord]:
     """:func:`load_runs` of the study in ``study_dir`` read from a temporary copy
     (:func:`untouched_copy`), so that nothing in the folder (a committed bundle's ``study.db``) is
@@ -141,11 +154,4 @@ def load_runs_untouched(study_dir: str | Path) -> list[RunRecord]:
     """
     study_dir = Path(study_dir)
     with untouched_copy(study_dir) as copy:
-        root = copy.resolve()
-        records = []
-        for record in load_runs(copy):
-            run_dir = record.run_dir.resolve()
-            if run_dir.is_relative_to(root):
-                record = dataclasses.replace(record, run_dir=study_dir / run_dir.relative_to(root))
-            records.append(record)
-    return records
+        return pointing_back(load_runs(copy), copy, study_dir)

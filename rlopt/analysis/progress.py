@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlopt.analysis.load import load_runs_untouched, untouched_copy
+from rlopt.analysis.load import load_runs, pointing_back, untouched_copy
 from rlopt.analysis.scores import is_usable
 from rlopt.config.study import StudySpec
 from rlopt.records import RunRecord
@@ -56,16 +56,15 @@ def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[M
 
 def study_progress(spec: StudySpec, study_dir: Path) -> tuple[list[RunRecord], StudyProgress]:
     """The runs of the study in ``study_dir`` (read as :func:`rlopt.analysis.load.load_runs_untouched`
-    reads them: a committed bundle is never written to) and its :class:`StudyProgress`."""
-    records = load_runs_untouched(study_dir)
+    reads them, from one copy: a committed bundle is never written to) and its :class:`StudyProgress`."""
     looks: list[dict[str, Any]] = []
     look = 0
-    if spec.seed_looks:
-        from rlopt.study import looks as seed_looks
-        from rlopt.study.status import open_study
+    with untouched_copy(study_dir) as copy:
+        records = pointing_back(load_runs(copy), copy, study_dir)
+        if spec.seed_looks:
+            from rlopt.study import looks as seed_looks
+            from rlopt.study.status import open_study
 
-        with untouched_copy(study_dir) as copy:
-            opened = open_study(copy)
-            first = next(iter(opened.arms.values()))
+            first = next(iter(open_study(copy).arms.values()))
             looks, look = seed_looks.history(first), seed_looks.current_look(first)
     return records, progress_of(spec, records, looks, look)

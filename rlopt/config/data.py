@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 
@@ -93,7 +94,13 @@ def claim_numbers(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in match.group(1).split("-")) if match else ()
 
 
+def claim_file_names(names: Iterable[str], number: int) -> list[str]:
+    """The study file names among ``names`` that test claim ``number``: its own first, then shared ones
+    (what :func:`claim_files` lists of a folder, for names read elsewhere, e.g. from a git commit)."""
+    found = [n for n in names if n.endswith(".yaml") and number in claim_numbers(n)]
+    return sorted(found, key=lambda n: (len(claim_numbers(n)), n))
+
+
 def claim_files(folder: Path, number: int) -> list[Path]:
     """The study files of ``folder`` that test claim ``number``: its own first, then shared ones."""
-    found = [p for p in folder.glob("claim*.yaml") if number in claim_numbers(p.name)]
-    return sorted(found, key=lambda p: (len(claim_numbers(p.name)), p.name))
+    return [folder / n for n in claim_file_names((p.name for p in folder.glob("claim*.yaml")), number)]
