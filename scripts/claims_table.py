@@ -23,6 +23,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlopt.config.pins import Stage
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = ROOT / "studies"
@@ -54,23 +58,22 @@ def _budget(timesteps: int | None, paper: int | None) -> str:
     return f"{timesteps:,} ({timesteps / paper:.1f}× the paper's {paper:,})"
 
 
-def pinned_stage(path: Path) -> str:
-    """The first stage of ``results/campaign/pins.yaml`` that trains the study file (one of its claims,
-    and the file in ``studies/`` at the stage's commit), as ``campaign-4 = 6ea4fee``; ``—`` where none
-    does (or this clone lacks the commits)."""
+def pinned_stage(path: Path, stages: Sequence[Stage]) -> str:
+    """The first of the campaign's ``stages`` that trains the study file (one of its claims, and the file
+    in ``studies/`` at the stage's commit), as ``campaign-4 = 6ea4fee``; ``—`` where none does (or this
+    clone lacks the commits)."""
     import subprocess
 
     from rlopt.config.data import claim_numbers
-    from rlopt.config.yaml import read_yaml
 
     numbers = set(claim_numbers(path.name))
-    for stage in read_yaml(PINS, "campaign pins file")["stages"]:
-        if not numbers & set(stage["claims"]):
+    for stage in stages:
+        if not numbers & set(stage.claims):
             continue
-        where = f"{stage['commit']}:studies/{path.name}"
+        where = f"{stage.commit}:studies/{path.name}"
         there = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", where], capture_output=True)
         if there.returncode == 0:
-            return f"{stage['tag']} = {stage['commit'][:7]}"
+            return f"{stage.tag} = {stage.commit[:7]}"
     return "—"
 
 
@@ -83,9 +86,10 @@ STUDY = "{study}"
 """Stands in a row for its study cell, which only the file the table goes into can fill (its links)."""
 
 
-def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
+def study_rows(path: Path, stages: Sequence[Stage]) -> tuple[str | None, list[list[str]]]:
     """The table's rows for one study file (one per claim), and the name of its committed bundle (None
-    before it has one): the rows hold :data:`STUDY` for the study cell."""
+    before it has one): the rows hold :data:`STUDY` for the study cell; ``stages`` are the campaign's
+    pins (:func:`pinned_stage`)."""
     from rlopt.analysis.progress import progress_of
     from rlopt.analysis.scores import is_usable, normaliser_for
     from rlopt.analysis.verdict_table import judge
@@ -104,7 +108,7 @@ def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
         asked = progress_of(spec, [], [], 0).asked
         return None, [[f"{claim_label(path)}: {c.statement}", STUDY, tasks,
                  _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {asked})",
-                 "—", "—", "—", "—", pinned_stage(path)] for c in claims]
+                 "—", "—", "—", "—", pinned_stage(path, stages)] for c in claims]
     from rlopt.analysis.progress import study_progress
 
     records, progress = study_progress(spec, bundle)
@@ -120,11 +124,12 @@ def study_rows(path: Path) -> tuple[str | None, list[list[str]]]:
                      _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state,
                      f"**{v.outcome}**: {v.reason}", effect,
                      f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits,
-                     pinned_stage(path)])
+                     pinned_stage(path, stages)])
     return spec.name, rows
 
 
-def claims_rows(files: Sequence[Path] | None = None) -> list[tuple[Path, str | None, list[list[str]]]]:
+def claims_rows(stages: Sequence[Stage], files: Sequence[Path] | None = None
+                ) -> list[tuple[Path, str | None, list[list[str]]]]:
     """Every claim study's rows (:func:`study_rows`), claim by claim: computed once for every file the
     table goes into."""
     from rlopt.config.data import claim_numbers
@@ -134,7 +139,7 @@ def claims_rows(files: Sequence[Path] | None = None) -> list[tuple[Path, str | N
         return max(numbers), len(numbers), path.name
 
     files = sorted(files or STUDIES.glob("claim*.yaml"), key=order)
-    return [(path, *study_rows(path)) for path in files]
+    return [(path, *study_rows(path, stages)) for path in files]
 
 
 def claims_table(studies: Sequence[tuple[Path, str | None, list[list[str]]]], link_prefix: str) -> str:
@@ -158,12 +163,14 @@ def replaced(text: str, table: str, name: str) -> str:
     return text[: start + len(BEGIN)] + "\n" + table + "\n" + text[end:]
 
 
-def stale_files(targets: dict[Path, str], write: bool) -> list[Path]:
+def stale_files(targets: dict[Path, str], write: bool, pins: Path = PINS) -> list[Path]:
     """The files of ``targets`` (file: its link prefix) whose table differs from the bundles' (rewritten
-    when ``write``)."""
+    when ``write``); ``pins`` names each study's stage. A bad pins file raises ``ConfigError`` before
+    anything is written."""
     from rlopt import atomic
+    from rlopt.config.pins import read_pins
 
-    studies = claims_rows()
+    studies = claims_rows(read_pins(pins))
     stale = []
     for target, prefix in targets.items():
         text = target.read_text()
@@ -175,12 +182,20 @@ def stale_files(targets: dict[Path, str], write: bool) -> list[Path]:
     return stale
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="compare instead of writing; exit 1 on a difference")
-    args = parser.parse_args()
-    stale = stale_files(TARGETS, write=not args.check)
+    parser.add_argument("--pins", type=Path, default=PINS,
+                        help="the campaign's stages (default results/campaign/pins.yaml)")
+    args = parser.parse_args(argv)
+    from rlopt.errors import ConfigError
+
+    try:
+        stale = stale_files(TARGETS, write=not args.check, pins=args.pins)
+    except ConfigError as exc:
+        print(f"claims_table: error: {exc}", file=sys.stderr)
+        return 2
     if args.check and stale:
         print(f"claims_table: {', '.join(map(str, stale))}: the claims table differs from the committed "
               "bundles (run scripts/claims_table.py and commit)", file=sys.stderr)

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from rlopt.config.pins import Stage, read_pins
+from rlopt.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = ROOT / "results" / "campaign"
 PINS = BUNDLES / "pins.yaml"
@@ -38,45 +41,6 @@ TORCH = "torch==2.13.0"
 def fail(message: str) -> NoReturn:
     print(f"resume_campaign: error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pinned commit of the campaign and the claims it trains, in order."""
-
-    tag: str
-    commit: str
-    claims: tuple[int, ...]
-
-
-def read_pins(path: Path) -> list[Stage]:
-    """The stages of ``pins.yaml``; a bad file is a one-line error (exit 2) naming the bad value."""
-    from rlopt.config.yaml import read_yaml
-    from rlopt.errors import ConfigError
-
-    try:
-        data = read_yaml(path, "campaign pins file")
-    except ConfigError as exc:
-        fail(str(exc))
-    stages = data.get("stages") if isinstance(data, dict) else None
-    if not isinstance(stages, list) or not stages:
-        fail(f"{path}: 'stages' must be a non-empty list "
-             "(accepted: - {tag: ..., commit: ..., claims: [...]})")
-    parsed: list[Stage] = []
-    for i, entry in enumerate(stages):
-        where = f"{path}: stages[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"tag", "commit", "claims"}:
-            fail(f"{where}: {entry!r} (accepted: a mapping with exactly tag, commit and claims)")
-        tag, commit, claims = entry["tag"], entry["commit"], entry["claims"]
-        if not isinstance(tag, str) or not tag.replace("-", "").replace(".", "").isalnum():
-            fail(f"{where}.tag: {tag!r} (accepted: a tag name of letters, digits, '-' and '.')")
-        if not isinstance(commit, str) or len(commit) != 40 or set(commit) - set("0123456789abcdef"):
-            fail(f"{where}.commit: {commit!r} (accepted: a full 40-digit lower-case commit hash)")
-        if (not isinstance(claims, list) or not claims
-                or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in claims)):
-            fail(f"{where}.claims: {claims!r} (accepted: a non-empty list of claim numbers, e.g. [1, 2])")
-        parsed.append(Stage(tag, commit, tuple(claims)))
-    return parsed
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -102,7 +66,6 @@ def study_state(text: str, source: str, bundles: Path) -> tuple[str, bool, str]:
     from rlopt.analysis.progress import progress_of, study_progress
     from rlopt.config.study import parse_spec
     from rlopt.config.yaml import load
-    from rlopt.errors import ConfigError
 
     try:
         spec = parse_spec(load(text, source), source)
@@ -198,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"--into {args.into}: no such folder (accepted: the campaign's results folder)")
     if not args.worktrees.is_dir():
         fail(f"--worktrees {args.worktrees}: no such folder (accepted: an existing folder)")
-    for stage in read_pins(args.pins):
+    try:
+        stages = read_pins(args.pins)
+    except ConfigError as exc:
+        fail(str(exc))
+    for stage in stages:
         left = unfinished(stage, args.into.resolve())
         if not left.studies:
             print(f"{stage.tag}: complete", flush=True)

@@ -92,6 +92,29 @@ def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> N
         assert all(f"[{path.stem}](" in text or f"`studies/{path.name}`" in text for path in claim1)
 
 
+def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    # the table names each study's stage from results/campaign/pins.yaml, read by the same validating
+    # reader as scripts/resume_campaign.py (rlopt.config.pins)
+    import subprocess
+    import sys
+
+    from rlopt.errors import ConfigError
+
+    pins = tmp_path / "pins.yaml"
+    pins.write_text("stages:\n  - {tag: campaign-9, commit: ff5805c, claims: [3]}\n")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "claims_table.py"), "--check",
+                           "--pins", str(pins)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "stages[0].commit: 'ff5805c'" in done.stderr and "accepted" in done.stderr
+    readme = tmp_path / "README.md"
+    stale = (ROOT / "results" / "README.md").read_text().replace("| 20 of 20 (complete) |", "| edited |")
+    readme.write_text(stale)
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.commit"):
+        load_script("claims_table").stale_files({readme: ""}, write=True, pins=pins)
+    assert readme.read_text() == stale
+
+
 def test_an_edited_claims_table_is_caught_and_rewritten(tmp_path: Path) -> None:
     script = load_script("claims_table")
     readme = tmp_path / "README.md"
