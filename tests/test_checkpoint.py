@@ -39,6 +39,7 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 REPO = Path(__file__).resolve().parent.parent
 SAC_TINY = {"learning_starts": 100, "batch_size": 64, "policy_kwargs": {"net_arch": [64, 64]}}
 FEWER_EPOCHS = {"n_epochs": 4}  # the zoo's networks and rollouts, a fifth of its epochs: the test's time
+SHORT_ROLLOUTS = {"n_epochs": 4, "n_steps": 512}  # SB3's default agent (Hopper) in 512-step rollouts
 
 # (algo, task, optimizer, optimizer_extra, overrides, timesteps, every, stop evaluation)
 CASES = {
@@ -48,7 +49,7 @@ CASES = {
     "ppo-halfcheetah-adopt-fused": ("ppo", "HalfCheetah-v5", "adopt", {"fused": True}, FEWER_EPOCHS, 2048,
                                     512, 1536),
     # episodes that terminate (the task's random generator at every reset), torch's Adam in flat buffers
-    "ppo-hopper-adam": ("ppo", "Hopper-v5", "adam", {}, FEWER_EPOCHS, 3072, 512, 2048),
+    "ppo-hopper-adam": ("ppo", "Hopper-v5", "adam", {}, SHORT_ROLLOUTS, 3072, 512, 2048),
     # replay buffer, three optimizers (entropy coefficient included), warm-up actions of the action space
     "sac-hopper-adopt": ("sac", "Hopper-v5", "adopt", {}, SAC_TINY, 600, 200, 400),
 }
@@ -220,7 +221,7 @@ def test_resume_of_another_run_is_one_line_exit_2_and_changes_nothing(
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     args = ["train", "--algo", "ppo", "--env", "Hopper-v5", "--optimizer", "adam", "--seed", "7",
             "--timesteps", "3072", "--eval-freq", "512", "--eval-episodes", "1", "--run-dir", str(run_dir),
-            "--set", "n_epochs=4"]
+            "--set", "n_epochs=4", "--set", "n_steps=512"]
     for flag, value in zip(change[::2], change[1::2], strict=True):
         args[args.index(flag) + 1] = value
     proc = run_rlopt(*args, "--resume", cwd=tmp_path)

@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
+from _study_files import run_rlopt, write_study
 
 from rlopt.analysis.runs_csv import read_runs_csv
 from rlopt.analysis.scores import normaliser_for
 from rlopt.cli.main import main
 from rlopt.cli.verdict import parse_references
 from rlopt.errors import ConfigError
-from tests._study_files import run_rlopt, write_study
 
 CLAIM = """\
 statement: ADOPT beats Adam
