@@ -16,6 +16,9 @@ stopped at any moment and resumed anywhere from what is committed:
 session or machine), the bundle is copied in first, so the same command resumes: the storage marks the
 trial that was training when the last session stopped as failed (its heartbeat is stale), its retry
 moves in the runs that trial had finished, and only the unfinished runs train again.
+A run that another study of the live folder already finished, the same run in everything that decides
+its numbers (``rlopt study run --reuse-runs-from``, :mod:`rlopt.study.shared_runs`), is copied, not
+trained again: the default Adam arm that several claims share, every scaling rule's κ = 1 cell.
 
 ``snapshot`` writes ``results/campaign/<study>/`` (``--into``): a consistent copy of the study's
 SQLite storage (SQLite's online backup, safe while workers write), ``study.json``, ``study.yaml``,
@@ -196,6 +199,7 @@ def write_progress_table(bundle: Path) -> Path:
     progress = json.loads((bundle / "progress.json").read_text())
     checkpoints = {str(e["run"]): e["checkpoint_timesteps"] for e in progress.get("in_flight", [])}
     rows = []
+    copies = 0
     for metrics_path in sorted(bundle.glob("*/trial_*/*/metrics.json")):
         run_dir = metrics_path.parent
         name = str(run_dir.relative_to(bundle))
@@ -207,7 +211,8 @@ def write_progress_table(bundle: Path) -> Path:
         last = returns[-5:]
         cells = [
             f"`{name}`",
-            str(metrics.get("status", "?")) + ("" if finished else " (checkpointed)" if steps else ""),
+            str(metrics.get("status", "?")) + ("" if finished else " (checkpointed)" if steps else "")
+            + (f" (copy of `{metrics['copied_from']}`)" if metrics.get("copied_from") else ""),
             f"{steps:,}" if isinstance(steps, int) else "—",
             f"{returns[0]:,.0f}" if returns else "—",
             f"{returns[-1]:,.0f}" if returns else "—",
@@ -217,6 +222,7 @@ def write_progress_table(bundle: Path) -> Path:
             ", ".join(f"{s:,}" for s in metrics.get("resumed_from", [])) or "—",
             commit or "—",
         ]
+        copies += bool(metrics.get("copied_from"))
         rows.append("| " + " | ".join(cells) + " |")
     header = [
         f"# Runs of {bundle.name}",
@@ -226,7 +232,10 @@ def write_progress_table(bundle: Path) -> Path:
         f"{progress.get('planned_runs')}. Which finished runs count is decided by their trials: see "
         '"Runs left out" in report/report.md. Returns are the mean evaluation return at each evaluation '
         "(eval.csv); steps of a run in flight are those of its committed checkpoint; wall time is up to "
-        "the last checkpoint of each session it ran in.",
+        "the last checkpoint of each session it ran in." + (
+            " A copy was not trained again: another study of the same stage had finished the same run "
+            "(same resolved config, commit and versions; `rlopt study run --reuse-runs-from`), whose "
+            "folder it names." if copies else ""),
         "",
         "| run | state | env steps | first eval | last eval | mean of last 5 evals | best eval "
         "| wall time (h) | resumed from | commit |",
@@ -263,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"campaign: resuming {name} from the committed bundle {bundle}", flush=True)
             seed_live(bundle, live)
         command = [sys.executable, "-m", "rlopt", "study", "run", str(path), "--runs-dir", str(live_root),
-                   "--workers", str(args.workers), "--no-plots"]
+                   "--workers", str(args.workers), "--no-plots", "--reuse-runs-from", str(live_root)]
         if args.parallel_runs:
             command += ["--parallel-runs", str(args.parallel_runs)]
         print("campaign: " + " ".join(command), flush=True)

@@ -74,6 +74,22 @@ def test_a_committed_bundle_regenerates_its_table_of_runs(bundle: Path, tmp_path
     assert f"{progress['finished_total']} finished run folders" in regenerated
 
 
+def test_the_table_of_runs_names_a_run_copied_from_another_study(tmp_path: Path) -> None:
+    # a run copied by `rlopt study run --reuse-runs-from` (metrics.json copied_from) says so in its row
+    script = load_script("campaign")
+    bundle = tmp_path / BUNDLES[0].name
+    shutil.copytree(BUNDLES[0], bundle)
+    assert "A copy was not trained again" not in script.write_progress_table(bundle).read_text()
+    metrics_path = sorted(bundle.glob("*/trial_*/*/metrics.json"))[0]
+    metrics = json.loads(metrics_path.read_text())
+    metrics["copied_from"] = "other-study/adam/trial_0000/HalfCheetah-v5_seed0"
+    metrics_path.write_text(json.dumps(metrics))
+    table = script.write_progress_table(bundle).read_text()
+    row = next(line for line in table.splitlines() if str(metrics_path.parent.relative_to(bundle)) in line)
+    assert "(copy of `other-study/adam/trial_0000/HalfCheetah-v5_seed0`)" in row
+    assert table.count("(copy of") == 1 and "A copy was not trained again" in table
+
+
 def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> None:
     # results/README.md and README.md show the same claims table, every cell from a study file or a
     # committed bundle: a stale or hand-edited table fails here (scripts/claims_table.py rewrites it)

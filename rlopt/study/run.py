@@ -160,7 +160,8 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
 
 
 def _worker_main(
-    spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int, invocation: str
+    spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int, invocation: str,
+    reuse_runs_from: Path | None,
 ) -> None:
     exit_with_parent()
     from rlopt.interrupts import interrupt_on_sigterm
@@ -169,7 +170,8 @@ def _worker_main(
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {index}] %(message)s",
                         datefmt="%H:%M:%S")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Worker(spec, url, study_dir, worker=index, parallel_runs=parallel_runs, invocation=invocation).run()
+    Worker(spec, url, study_dir, worker=index, parallel_runs=parallel_runs, invocation=invocation,
+           reuse_runs_from=reuse_runs_from).run()
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def run_study(
     file: str | None = None,
     command: str | None = None,
     judge_look: LookJudge | None = None,
+    reuse_runs_from: str | Path | None = None,
 ) -> tuple[StudyLocation, StudyOutcome]:
     """Run (or resume) ``spec`` until every arm has its trials finished (or out of retries).
 
@@ -249,6 +252,8 @@ def run_study(
         judge_look: for sequential seeds, ``(spec, study_dir, url, look) -> LookResult``: the claims'
             verdicts at a look (``rlopt study run`` passes
             :func:`rlopt.analysis.look_verdicts.judge_look`).
+        reuse_runs_from: a folder of studies (such as ``runs_dir``) whose finished runs are copied
+            where one is the same run as one of this study's (:mod:`rlopt.study.shared_runs`).
 
     Returns:
         The study's folder and storage, and what it has finished and still lacks (read from the storage
@@ -262,25 +267,30 @@ def run_study(
     if spec.seed_looks and judge_look is None:
         raise ValueError("a study with sequential seeds needs judge_look "
                          "(rlopt.analysis.look_verdicts.judge_look)")
+    reuse = Path(reuse_runs_from) if reuse_runs_from is not None else None
+    if reuse is not None and not reuse.is_dir():
+        raise ConfigError(f"--reuse-runs-from {reuse_runs_from}: no such folder "
+                          "(accepted: an existing folder of studies, such as the --runs-dir)")
     location = locate(spec, storage, runs_dir)
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
     parallel = parallel_runs or spec.parallel_runs or default_parallel_runs(workers)
     if spec.seed_looks:
         assert judge_look is not None
-        return location, _run_looks(spec, location, workers, parallel, judge_look)
+        return location, _run_looks(spec, location, workers, parallel, judge_look, reuse)
     before = study_outcome(spec, location.url)
     if before.complete:  # nothing to run: say so without starting any worker
         return location, replace(before, already=True)
-    return location, _run_once(spec, location, workers, parallel)
+    return location, _run_once(spec, location, workers, parallel, reuse)
 
 
-def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> StudyOutcome:
+def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: int,
+              reuse: Path | None = None) -> StudyOutcome:
     """Run workers until every trial of ``spec`` has finished or is out of retries."""
     log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s; "
              "%d seed(s)", spec.name, location.study_dir, redact(location.url), workers, parallel,
              ", ".join(f"{a.label} {spec.trials_for(a)}" for a in spec.arms), len(spec.seeds))
-    failed = _run_workers(spec, location, workers, parallel)
+    failed = _run_workers(spec, location, workers, parallel, reuse)
     outcome = study_outcome(spec, location.url)
     if failed and outcome.complete:
         log.warning("%s exited early, but the other workers finished every trial", ", ".join(failed))
@@ -290,7 +300,8 @@ def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: 
 
 
 def _run_looks(
-    spec: StudySpec, location: StudyLocation, workers: int, parallel: int, judge_look: LookJudge
+    spec: StudySpec, location: StudyLocation, workers: int, parallel: int, judge_look: LookJudge,
+    reuse: Path | None = None,
 ) -> StudyOutcome:
     """Sequential seeds (:mod:`rlopt.study.looks`): run the look in progress, judge it, go on to the
     next unless the claims are decided; resumes at the look the storage is at."""
@@ -308,7 +319,7 @@ def _run_looks(
         if not outcome.complete:
             log.info("study %s: look %d of %d, %d seeds per cell", spec.name, look + 1, len(spec.seed_looks),
                      len(at_look.seeds))
-            outcome = _run_once(at_look, location, workers, parallel)
+            outcome = _run_once(at_look, location, workers, parallel, reuse)
             ran = True
             if not outcome.complete:
                 return outcome
@@ -333,7 +344,8 @@ def _arm_studies(spec: StudySpec, url: str) -> Iterator[list[optuna.Study]]:
         storage.engine.dispose()
 
 
-def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, parallel: int) -> list[str]:
+def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, parallel: int,
+                 reuse: Path | None = None) -> list[str]:
     """Run ``workers`` workers until they end, worker 0 in this process; the names of those that failed.
 
     Raises:
@@ -347,7 +359,7 @@ def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, paralle
         ctx.Process(
             target=_worker_main,
             name=f"worker-{i}",
-            args=(spec, location.url, location.study_dir, i, parallel, invocation),
+            args=(spec, location.url, location.study_dir, i, parallel, invocation, reuse),
         )
         for i in range(1, workers)
     ]
@@ -363,6 +375,7 @@ def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, paralle
                 worker=0,
                 parallel_runs=parallel,
                 invocation=invocation,
+                reuse_runs_from=reuse,
             ).run()
         except Exception as exc:  # the other workers finish their trials, as they would after a crash
             own_error = exc

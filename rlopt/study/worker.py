@@ -112,6 +112,8 @@ class Worker:
         parallel_runs: runs of one trial at once.
         invocation: id of the ``rlopt study run`` command this worker belongs to (each command gets
             ``heartbeat.max_retry`` retries per unfinished trial); default: a new one.
+        reuse_runs_from: a folder of studies whose finished runs, where one is the same run as one of
+            a trial's, are copied instead of trained (:mod:`rlopt.study.shared_runs`); None: none.
     """
 
     def __init__(
@@ -122,8 +124,10 @@ class Worker:
         worker: int = 0,
         parallel_runs: int | None = None,
         invocation: str | None = None,
+        reuse_runs_from: Path | None = None,
     ) -> None:
         import rlopt.run.train  # noqa: F401  (the slow imports, before any trial is claimed)
+        from rlopt.run.folder import versions
 
         self.invocation = invocation or uuid.uuid4().hex
         self.spec = spec
@@ -139,6 +143,8 @@ class Worker:
             for arm in spec.arms
         }
         self.trials_run = 0
+        self.reuse_runs_from = reuse_runs_from
+        self.versions = versions() if reuse_runs_from is not None else {}
 
     def run(self) -> int:
         """Take and run trials until the study is done; returns how many trials this worker ran."""
@@ -229,17 +235,17 @@ class Worker:
                              budgets=[p.timesteps for p in plans])  # the same in a config and its plan
         start = time.perf_counter()
         try:
-            results = self._reused_results(claimed, plans)
+            results, copied = self._reused_results(claimed, plans)
             todo = [i for i, r in enumerate(results) if r is None]
+            earlier = len(plans) - len(todo) - copied
             log.info(
-                "%s trial %d (%s): %d runs%s",
+                "%s trial %d (%s): %d runs%s%s",
                 claimed.arm.label,
                 trial.number,
                 claimed.setting.label,
                 len(plans),
-                f", {len(plans) - len(todo)} of them finished by an earlier attempt"
-                if len(todo) < len(plans)
-                else "",
+                f", {earlier} of them finished by an earlier attempt" if earlier else "",
+                f", {copied} copied from another study" if copied else "",
             )
             for i, result in enumerate(results):
                 if result is not None:
@@ -282,25 +288,59 @@ class Worker:
 
     def _reused_results(
         self, claimed: Claimed, plans: list[TrainPlan | TrainConfig]
-    ) -> list[RunResult | None]:
-        """The runs earlier attempts of this trial finished (moved into place), None for the others."""
+    ) -> tuple[list[RunResult | None], int]:
+        """The runs earlier attempts of this trial finished (moved into place) and those copied from
+        other studies (``reuse_runs_from``), None for the others; and how many were copied."""
         from rlopt.run.config import TrainPlan
-        from rlopt.run.folder import read_eval_csv
 
         frozen = self.storage.get_trial(claimed.trial._trial_id)
-        if not frozen.system_attrs.get("retry_history"):
-            return [None] * len(plans)
-        run_dirs = [str(Path(p.run_dir).relative_to(self.study_dir)) for p in plans]  # type: ignore[arg-type]
-        expected = [
-            plan_identity(p.as_config_json()) or {}
-            if isinstance(p, TrainPlan)
-            else {}  # a run that cannot be planned is not adopted: it fails as any run does
-            for p in plans
-        ]
-        adopted = adopt_finished_runs(self.study_dir, frozen, claimed.study, run_dirs, expected)
+        adopted = [False] * len(plans)
+        if frozen.system_attrs.get("retry_history"):
+            run_dirs = [str(Path(p.run_dir).relative_to(self.study_dir)) for p in plans]  # type: ignore[arg-type]
+            expected = [
+                plan_identity(p.as_config_json()) or {}
+                if isinstance(p, TrainPlan)
+                else {}  # a run that cannot be planned is not adopted: it fails as any run does
+                for p in plans
+            ]
+            adopted = adopt_finished_runs(self.study_dir, frozen, claimed.study, run_dirs, expected)
+        in_place = self._copy_shared_runs(plans, adopted) if self.reuse_runs_from is not None else adopted
+        copied = sum(now and not before for now, before in zip(in_place, adopted, strict=True))
+        return self._results_in_place(plans, in_place), copied
+
+    def _copy_shared_runs(self, plans: list[TrainPlan | TrainConfig], in_place: list[bool]) -> list[bool]:
+        """Copy in each run not yet in place that another study under ``reuse_runs_from`` finished
+        (:mod:`rlopt.study.shared_runs`); returns which runs are now in place."""
+        from rlopt.run.config import TrainPlan
+        from rlopt.run.folder import jsonable
+        from rlopt.study.shared_runs import copy_shared_run, finished_runs, run_match
+
+        assert self.reuse_runs_from is not None
+        index: dict[str, Path] | None = None
+        out = list(in_place)
+        for i, plan in enumerate(plans):
+            if out[i] or not isinstance(plan, TrainPlan):
+                continue
+            match = run_match(json.loads(json.dumps(jsonable(plan.as_config_json()))), self.versions)
+            if match is None:
+                continue
+            index = finished_runs(self.reuse_runs_from) if index is None else index
+            source = index.get(json.dumps(match, sort_keys=True))
+            if source is not None:
+                copy_shared_run(source, Path(plan.run_dir), self.reuse_runs_from)
+                out[i] = True
+        return out
+
+    @staticmethod
+    def _results_in_place(
+        plans: list[TrainPlan | TrainConfig], in_place: list[bool]
+    ) -> list[RunResult | None]:
+        """The result of each run whose finished folder is in place (read from it), None for the others."""
+        from rlopt.run.folder import read_eval_csv
+
         results: list[RunResult | None] = []
-        for index, (plan, reused) in enumerate(zip(plans, adopted, strict=True)):
-            if not reused:
+        for index, (plan, ready) in enumerate(zip(plans, in_place, strict=True)):
+            if not ready:
                 results.append(None)
                 continue
             run_dir = Path(plan.run_dir)  # type: ignore[arg-type]
