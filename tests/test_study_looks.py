@@ -6,6 +6,7 @@ and the second look's cells must reuse the first look's runs, not train them aga
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,10 @@ def test_a_sequential_study_extends_its_cells_reusing_their_runs_then_stops(tmp_
     text = (runs / "seq" / "report" / "report.md").read_text()
     assert "Sequential seeds: looks at 2, 4 seeds per cell" in text
     assert "look 2 (4 seeds per cell): inconclusive at this budget" in text
+    # each look's verdict with its reason (its interval), so a report made during a later look still
+    # says what the earlier one measured
+    judged = r"look 1 \(2 seeds per cell\): inconclusive at this budget \([^)]*interval \["
+    assert re.search(judged, text), text[:2000]
     assert "97.5% CI" in text  # 95% spent over two looks
     assert "Partial data" not in text and "not here" not in report.stderr
 

@@ -89,8 +89,10 @@ def _look(study_dir: Path, storage: str | None) -> tuple[int, str | None]:
 
     first = next(iter(open_study(study_dir, storage).arms.values()))
     judged = looks.history(first)
-    done = "; ".join(f"look {h['look'] + 1} ({h['seeds']} seeds per cell): {', '.join(h['outcomes'])}"
-                     for h in judged)
+    done = "; ".join(f"look {h['look'] + 1} ({h['seeds']} seeds per cell): " + ", ".join(
+        f"{outcome} ({reason})" if reason else outcome  # reasons recorded since 2026-12-06
+        for outcome, reason in zip(h["outcomes"], h.get("reasons") or [""] * len(h["outcomes"]), strict=True))
+        for h in judged)
     return looks.current_look(first), done or None
 
 

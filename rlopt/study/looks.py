@@ -98,7 +98,8 @@ class LookResult:
     final: bool
 
     def as_attr(self) -> dict[str, Any]:
-        return {"look": self.look, "seeds": self.seeds, "outcomes": list(self.outcomes), "final": self.final}
+        return {"look": self.look, "seeds": self.seeds, "outcomes": list(self.outcomes),
+                "reasons": list(self.reasons), "final": self.final}
 
 
 def record_look(studies: Sequence[optuna.Study], result: LookResult) -> bool:
