@@ -16,9 +16,10 @@ stopped at any moment and resumed anywhere from what is committed:
 session or machine), the bundle is copied in first, so the same command resumes: the storage marks the
 trial that was training when the last session stopped as failed (its heartbeat is stale), its retry
 moves in the runs that trial had finished, and only the unfinished runs train again.
-A run that another study of the live folder already finished, the same run in everything that decides
-its numbers (``rlopt study run --reuse-runs-from``, :mod:`rlopt.study.shared_runs`), is copied, not
-trained again: the default Adam arm that several claims share, every scaling rule's κ = 1 cell.
+A run that another study of the live folder or of the committed bundles (``--into``: complete studies
+are not copied into a fresh machine's live folder) already finished, the same run in everything that
+decides its numbers (``rlopt study run --reuse-runs-from``, :mod:`rlopt.study.shared_runs`), is copied,
+not trained again: the default Adam arm that several claims share, every scaling rule's κ = 1 cell.
 
 ``snapshot`` writes ``results/campaign/<study>/`` (``--into``): a consistent copy of the study's
 SQLite storage (SQLite's online backup, safe while workers write), ``study.json``, ``study.yaml``,
@@ -195,6 +196,7 @@ def write_progress_table(bundle: Path) -> Path:
     Which runs *count* is the trials' business (a finished run of a failed trial does not): the
     report's "Runs left out" says which, and why."""
     from rlopt.run.folder import read_eval_csv, read_json
+    from rlopt.study.shared_runs import COPIED_FROM
 
     progress = json.loads((bundle / "progress.json").read_text())
     checkpoints = {str(e["run"]): e["checkpoint_timesteps"] for e in progress.get("in_flight", [])}
@@ -212,7 +214,7 @@ def write_progress_table(bundle: Path) -> Path:
         cells = [
             f"`{name}`",
             str(metrics.get("status", "?")) + ("" if finished else " (checkpointed)" if steps else "")
-            + (f" (copy of `{metrics['copied_from']}`)" if metrics.get("copied_from") else ""),
+            + (f" (copy of `{metrics[COPIED_FROM]}`)" if metrics.get(COPIED_FROM) else ""),
             f"{steps:,}" if isinstance(steps, int) else "—",
             f"{returns[0]:,.0f}" if returns else "—",
             f"{returns[-1]:,.0f}" if returns else "—",
@@ -222,7 +224,7 @@ def write_progress_table(bundle: Path) -> Path:
             ", ".join(f"{s:,}" for s in metrics.get("resumed_from", [])) or "—",
             commit or "—",
         ]
-        copies += bool(metrics.get("copied_from"))
+        copies += bool(metrics.get(COPIED_FROM))
         rows.append("| " + " | ".join(cells) + " |")
     header = [
         f"# Runs of {bundle.name}",
@@ -265,6 +267,7 @@ def seed_live(bundle: Path, live: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     files = named_files(args.studies) if args.studies else claim_files(args.claims)
     live_root, into = Path(args.live), Path(args.into)
+    live_root.mkdir(parents=True, exist_ok=True)  # a folder --reuse-runs-from reads, before any study
     for path in files:
         name = study_name(path)
         live, bundle = live_root / name, into / name
@@ -273,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
             seed_live(bundle, live)
         command = [sys.executable, "-m", "rlopt", "study", "run", str(path), "--runs-dir", str(live_root),
                    "--workers", str(args.workers), "--no-plots", "--reuse-runs-from", str(live_root)]
+        if into.is_dir():
+            command += ["--reuse-runs-from", str(into)]
         if args.parallel_runs:
             command += ["--parallel-runs", str(args.parallel_runs)]
         print("campaign: " + " ".join(command), flush=True)

@@ -69,8 +69,9 @@ def test_a_run_another_study_finished_is_copied_and_the_others_train(committed_r
                         .joinpath("versions.json").read_text())["git_commit"]
     assert commit and not commit.endswith("-dirty")  # the runs' code is the test's clean commit
 
-    done = _rlopt(committed_rlopt, "study", "run", second, "--no-plots", "--reuse-runs-from", "runs",
-                  cwd=tmp_path)
+    (tmp_path / "bundles").mkdir()  # folders are searched in turn: the first has nothing to share
+    done = _rlopt(committed_rlopt, "study", "run", second, "--no-plots", "--reuse-runs-from", "bundles",
+                  "--reuse-runs-from", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     firsts, seconds = _runs(tmp_path / "runs" / "first"), _runs(tmp_path / "runs" / "second")
     copied = {name: json.loads((run / "metrics.json").read_text()).get("copied_from")

@@ -29,10 +29,11 @@ def register(subparsers: Any) -> None:
     run.add_argument("--parallel-runs", type=int, default=None,
                      help="runs of one trial at once per worker (default: the file's, else cores / workers)")
     run.add_argument("--no-plots", action="store_true", help="do not write Optuna's plots at the end")
-    run.add_argument("--reuse-runs-from", default=None, metavar="DIR",
+    run.add_argument("--reuse-runs-from", action="append", default=None, metavar="DIR",
                      help="copy, instead of training, each run that a study under DIR (e.g. the --runs-dir) "
                           "finished with the same resolved config, device, threads, clean git commit and "
-                          "package versions; the copy's metrics.json names it (default: train every run)")
+                          "package versions; the copy's metrics.json names it; repeatable, the first DIR "
+                          "first (default: train every run)")
     run.set_defaults(func=run_command)
 
     status = commands.add_parser("status", help="progress, best trials and failures of a study")
@@ -83,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
         location, outcome = run_study(spec, storage=args.storage, runs_dir=args.runs_dir,
                                       workers=args.workers, parallel_runs=args.parallel_runs, file=args.file,
                                       command=_command_line(args), judge_look=judge_look,
-                                      reuse_runs_from=args.reuse_runs_from)
+                                      reuse_runs_from=args.reuse_runs_from or ())
     except (OSError, SQLAlchemyError, StorageInternalError) as exc:
         raise StudyStopped(f"study {spec.name} stopped: {_one_line(exc)}; finished trials are kept, and the "
                            "same command resumes once the storage and study folder can be written") from exc

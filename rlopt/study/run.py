@@ -18,7 +18,7 @@ import logging
 import multiprocessing as mp
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,7 +161,7 @@ def prepare(spec: StudySpec, location: StudyLocation, file: str = "<study>", sto
 
 def _worker_main(
     spec: StudySpec, url: str, study_dir: Path, index: int, parallel_runs: int, invocation: str,
-    reuse_runs_from: Path | None,
+    reuse_runs_from: tuple[Path, ...],
 ) -> None:
     exit_with_parent()
     from rlopt.interrupts import interrupt_on_sigterm
@@ -237,7 +237,7 @@ def run_study(
     file: str | None = None,
     command: str | None = None,
     judge_look: LookJudge | None = None,
-    reuse_runs_from: str | Path | None = None,
+    reuse_runs_from: Sequence[str | Path] = (),
 ) -> tuple[StudyLocation, StudyOutcome]:
     """Run (or resume) ``spec`` until every arm has its trials finished (or out of retries).
 
@@ -252,8 +252,9 @@ def run_study(
         judge_look: for sequential seeds, ``(spec, study_dir, url, look) -> LookResult``: the claims'
             verdicts at a look (``rlopt study run`` passes
             :func:`rlopt.analysis.look_verdicts.judge_look`).
-        reuse_runs_from: a folder of studies (such as ``runs_dir``) whose finished runs are copied
-            where one is the same run as one of this study's (:mod:`rlopt.study.shared_runs`).
+        reuse_runs_from: folders of studies (such as ``runs_dir``, or committed bundles) whose finished
+            runs are copied where one is the same run as one of this study's
+            (:mod:`rlopt.study.shared_runs`), the first folder first.
 
     Returns:
         The study's folder and storage, and what it has finished and still lacks (read from the storage
@@ -267,10 +268,11 @@ def run_study(
     if spec.seed_looks and judge_look is None:
         raise ValueError("a study with sequential seeds needs judge_look "
                          "(rlopt.analysis.look_verdicts.judge_look)")
-    reuse = Path(reuse_runs_from) if reuse_runs_from is not None else None
-    if reuse is not None and not reuse.is_dir():
-        raise ConfigError(f"--reuse-runs-from {reuse_runs_from}: no such folder "
-                          "(accepted: an existing folder of studies, such as the --runs-dir)")
+    reuse = tuple(Path(folder) for folder in reuse_runs_from)
+    for folder in reuse:
+        if not folder.is_dir():
+            raise ConfigError(f"--reuse-runs-from {folder}: no such folder "
+                              "(accepted: an existing folder of studies, such as the --runs-dir)")
     location = locate(spec, storage, runs_dir)
     prepare(spec, location, file or str(spec.path or spec.name),
             storage_key="--storage" if storage else "storage", command=command)
@@ -285,7 +287,7 @@ def run_study(
 
 
 def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: int,
-              reuse: Path | None = None) -> StudyOutcome:
+              reuse: tuple[Path, ...] = ()) -> StudyOutcome:
     """Run workers until every trial of ``spec`` has finished or is out of retries."""
     log.info("study %s: folder %s, storage %s, %d worker(s) x %d parallel run(s); trials per arm: %s; "
              "%d seed(s)", spec.name, location.study_dir, redact(location.url), workers, parallel,
@@ -301,7 +303,7 @@ def _run_once(spec: StudySpec, location: StudyLocation, workers: int, parallel: 
 
 def _run_looks(
     spec: StudySpec, location: StudyLocation, workers: int, parallel: int, judge_look: LookJudge,
-    reuse: Path | None = None,
+    reuse: tuple[Path, ...] = (),
 ) -> StudyOutcome:
     """Sequential seeds (:mod:`rlopt.study.looks`): run the look in progress, judge it, go on to the
     next unless the claims are decided; resumes at the look the storage is at."""
@@ -345,7 +347,7 @@ def _arm_studies(spec: StudySpec, url: str) -> Iterator[list[optuna.Study]]:
 
 
 def _run_workers(spec: StudySpec, location: StudyLocation, workers: int, parallel: int,
-                 reuse: Path | None = None) -> list[str]:
+                 reuse: tuple[Path, ...] = ()) -> list[str]:
     """Run ``workers`` workers until they end, worker 0 in this process; the names of those that failed.
 
     Raises:

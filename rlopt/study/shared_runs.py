@@ -31,7 +31,7 @@ from typing import Any
 
 from rlopt import atomic
 from rlopt.run.checkpoint import CHECKPOINT_FILE
-from rlopt.run.folder import config_identity
+from rlopt.run.folder import config_identity, read_json
 from rlopt.study.retries import finished_run_state
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,6 @@ def run_match(config: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[st
     }
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def finished_runs(root: Path) -> dict[str, Path]:
     """Every finished, shareable run folder under ``root``, by its :func:`run_match` (as JSON); the
     first found (in path order) where several match."""
@@ -73,8 +66,8 @@ def finished_runs(root: Path) -> dict[str, Path]:
             continue  # a copy in the making (copy_shared_run), never a source
         if (run_dir / CHECKPOINT_FILE).exists() or not finished_run_state(run_dir):
             continue
-        config, versions = _read_json(run_dir / "config.json"), _read_json(run_dir / "versions.json")
-        if not isinstance(config, dict) or not isinstance(versions, dict):
+        config, versions = read_json(run_dir / "config.json"), read_json(run_dir / "versions.json")
+        if not config or not versions:
             continue
         match = run_match(config, versions)
         if match is not None:

@@ -112,8 +112,9 @@ class Worker:
         parallel_runs: runs of one trial at once.
         invocation: id of the ``rlopt study run`` command this worker belongs to (each command gets
             ``heartbeat.max_retry`` retries per unfinished trial); default: a new one.
-        reuse_runs_from: a folder of studies whose finished runs, where one is the same run as one of
-            a trial's, are copied instead of trained (:mod:`rlopt.study.shared_runs`); None: none.
+        reuse_runs_from: folders of studies whose finished runs, where one is the same run as one of
+            a trial's, are copied instead of trained (:mod:`rlopt.study.shared_runs`), the first folder
+            first; empty: none.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class Worker:
         worker: int = 0,
         parallel_runs: int | None = None,
         invocation: str | None = None,
-        reuse_runs_from: Path | None = None,
+        reuse_runs_from: tuple[Path, ...] = (),
     ) -> None:
         import rlopt.run.train  # noqa: F401  (the slow imports, before any trial is claimed)
         from rlopt.run.folder import versions
@@ -144,7 +145,7 @@ class Worker:
         }
         self.trials_run = 0
         self.reuse_runs_from = reuse_runs_from
-        self.versions = versions() if reuse_runs_from is not None else {}
+        self.versions = versions() if reuse_runs_from else {}
 
     def run(self) -> int:
         """Take and run trials until the study is done; returns how many trials this worker ran."""
@@ -304,7 +305,7 @@ class Worker:
                 for p in plans
             ]
             adopted = adopt_finished_runs(self.study_dir, frozen, claimed.study, run_dirs, expected)
-        in_place = self._copy_shared_runs(plans, adopted) if self.reuse_runs_from is not None else adopted
+        in_place = self._copy_shared_runs(plans, adopted) if self.reuse_runs_from else adopted
         copied = sum(now and not before for now, before in zip(in_place, adopted, strict=True))
         return self._results_in_place(plans, in_place), copied
 
@@ -315,8 +316,7 @@ class Worker:
         from rlopt.run.folder import jsonable
         from rlopt.study.shared_runs import copy_shared_run, finished_runs, run_match
 
-        assert self.reuse_runs_from is not None
-        index: dict[str, Path] | None = None
+        index: dict[str, tuple[Path, Path]] | None = None
         out = list(in_place)
         for i, plan in enumerate(plans):
             if out[i] or not isinstance(plan, TrainPlan):
@@ -324,10 +324,14 @@ class Worker:
             match = run_match(json.loads(json.dumps(jsonable(plan.as_config_json()))), self.versions)
             if match is None:
                 continue
-            index = finished_runs(self.reuse_runs_from) if index is None else index
-            source = index.get(json.dumps(match, sort_keys=True))
-            if source is not None:
-                copy_shared_run(source, Path(plan.run_dir), self.reuse_runs_from)
+            if index is None:  # (folder, run) of every finished run, by match; the first folder first
+                index = {}
+                for folder in self.reuse_runs_from:
+                    for key, run_dir in finished_runs(folder).items():
+                        index.setdefault(key, (folder, run_dir))
+            found = index.get(json.dumps(match, sort_keys=True))
+            if found is not None:
+                copy_shared_run(found[1], Path(plan.run_dir), found[0])
                 out[i] = True
         return out
 
