@@ -134,9 +134,14 @@ _EVALUATION_DECIDES = ("freq", "episodes", "deterministic")
 """Evaluation entries that decide the numbers (the others are derived from them, or words)."""
 
 
+def as_written(config_json: Mapping[str, Any]) -> dict[str, Any]:
+    """A plan's ``config.json`` data before it is written, as it will read back (JSON types only)."""
+    return dict(json.loads(json.dumps(jsonable(config_json))))
+
+
 def plan_identity(config_json: Mapping[str, Any]) -> dict[str, Any] | None:
     """:func:`config_identity` of a plan's ``config.json`` data before it is written (as it will read)."""
-    return config_identity(json.loads(json.dumps(jsonable(config_json))))
+    return config_identity(as_written(config_json))
 
 
 def config_identity(config: Any) -> dict[str, Any] | None:

@@ -313,7 +313,7 @@ class Worker:
         """Copy in each run not yet in place that another study under ``reuse_runs_from`` finished
         (:mod:`rlopt.study.shared_runs`); returns which runs are now in place."""
         from rlopt.run.config import TrainPlan
-        from rlopt.run.folder import jsonable
+        from rlopt.run.folder import as_written
         from rlopt.study.shared_runs import copy_shared_run, finished_runs, run_match
 
         index: dict[str, tuple[Path, Path]] | None = None
@@ -321,7 +321,7 @@ class Worker:
         for i, plan in enumerate(plans):
             if out[i] or not isinstance(plan, TrainPlan):
                 continue
-            match = run_match(json.loads(json.dumps(jsonable(plan.as_config_json()))), self.versions)
+            match = run_match(as_written(plan.as_config_json()), self.versions)
             if match is None:
                 continue
             if index is None:  # (folder, run) of every finished run, by match; the first folder first
