@@ -97,7 +97,7 @@ def named_files(names: str) -> list[Path]:
     for name in (n.strip() for n in names.split(",")):
         path = STUDIES / f"{name}.yaml"
         if not name or not path.is_file():
-            fail(f"--studies: {name!r} is not a study of studies/ (accepted: names of studies/claim*.yaml "
+            fail(f"--studies: {name!r} is not a study of studies/ (accepted: names of studies/*.yaml "
                  "without .yaml, comma-separated)")
         if path not in files:
             files.append(path)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Resume the evidence campaign with one command: each pinned stage's unfinished claims, in order.
+"""Resume the evidence campaign with one command: each pinned stage's unfinished studies, in order.
 
     nohup nice -n 19 .venv/bin/python scripts/resume_campaign.py --parallel-runs 2 > campaign.log 2>&1 &
     .venv/bin/python scripts/resume_campaign.py --dry-run     # what it would do, nothing written
 
-``results/campaign/pins.yaml`` lists the stages: a tag, the commit it names and the claims it trains.
-For each stage in turn this finds the claims whose studies are not complete (as the claims table says:
+``results/campaign/pins.yaml`` lists the stages: a tag, the commit it names and the claims it trains
+(and studies by name that test no claim, such as the SAC sanity check).
+For each stage in turn this finds the studies that are not complete (as the claims table says:
 :mod:`rlopt.analysis.progress` reads the committed bundle; a study with no bundle has not started),
 makes the stage's pinned checkout where it is missing (a git worktree at the commit, ``../rlopt-<tag>``
 beside this checkout, with its own venv) and
@@ -60,6 +61,15 @@ def study_files_at(commit: str, claim: int) -> dict[str, str]:
     return {n: _git("show", f"{commit}:studies/{n}").stdout for n in names}
 
 
+def named_study_at(commit: str, name: str, stage: str) -> str:
+    """The text of ``studies/<name>.yaml`` at ``commit``, a study the stage names (one of no claim)."""
+    shown = _git("show", f"{commit}:studies/{name}.yaml")
+    if shown.returncode != 0:
+        fail(f"study {name!r} of stage {stage}: no studies/{name}.yaml at {commit[:7]} "
+             "(accepted: names of study files at the stage's commit, without .yaml)")
+    return shown.stdout
+
+
 def study_state(text: str, source: str, bundles: Path) -> tuple[str, bool, str]:
     """The study's name, whether it is complete and its state in words, from its committed bundle
     (:mod:`rlopt.analysis.progress`, as the claims table says it)."""
@@ -87,30 +97,41 @@ class Unfinished:
 
 
 def unfinished(stage: Stage, bundles: Path) -> Unfinished:
-    """What of the stage is not complete, printing each study's state."""
+    """What of the stage is not complete, printing each study's state: its claims' studies, then the
+    studies it names."""
     claims: list[int] = []
     studies: list[str] = []
+
+    def judge(label: str, name: str, text: str) -> bool:
+        study, complete, state = study_state(text, f"{stage.commit[:7]}:studies/{name}", bundles)
+        print(f"{stage.tag}: {label}{study}: runs that count {state}", flush=True)
+        if not complete and study not in studies:
+            studies.append(study)
+        return complete
+
     for claim in stage.claims:
         files = study_files_at(stage.commit, claim)
         if not files:
             fail(f"claim {claim} of stage {stage.tag}: no study file claim{claim}-*.yaml at "
                  f"{stage.commit[:7]} (accepted: claims with a study file at the stage's commit)")
         for name, text in files.items():
-            study, complete, state = study_state(text, f"{stage.commit[:7]}:studies/{name}", bundles)
-            print(f"{stage.tag}: claim {claim}: {study}: runs that count {state}", flush=True)
-            if not complete:
-                claims += [claim] if claim not in claims else []
-                studies += [study] if study not in studies else []
+            if not judge(f"claim {claim}: ", name, text) and claim not in claims:
+                claims.append(claim)
+    for name in stage.studies:
+        judge("", f"{name}.yaml", named_study_at(stage.commit, name, stage.tag))
     return Unfinished(tuple(claims), tuple(studies))
 
 
 def what_to_run(stage: Stage, left: Unfinished) -> list[str]:
     """``campaign.py run``'s arguments for what is left: the unfinished studies by name where the stage's
     ``campaign.py`` takes ``--studies`` (so a complete study of a claim is never opened by a later
-    commit), else the claims (the stages cut before it)."""
+    commit), else the claims (the stages cut before it, which name no study)."""
     campaign = _git("show", f"{stage.commit}:scripts/campaign.py").stdout
     if '"--studies"' in campaign:
         return ["--studies", ",".join(left.studies)]
+    if stage.studies:
+        fail(f"stage {stage.tag}: its commit {stage.commit[:7]}'s scripts/campaign.py has no --studies, so "
+             "it cannot train the studies it names (accepted: studies: in stages from 6ea4fee on)")
     return ["--claims", ",".join(map(str, left.claims))]
 
 
@@ -170,9 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not left.studies:
             print(f"{stage.tag}: complete", flush=True)
             continue
+        arguments = what_to_run(stage, left)  # before the checkout: a stage it cannot run makes nothing
         path = checkout(stage, args.worktrees.resolve(), args.torch, args.dry_run)
         command = [str(path / ".venv" / "bin" / "python"), "scripts/campaign.py", "run",
-                   *what_to_run(stage, left), "--into", str(args.into.resolve())]
+                   *arguments, "--into", str(args.into.resolve())]
         if args.parallel_runs:
             command += ["--parallel-runs", str(args.parallel_runs)]
         print(f"resume_campaign: (in {path}) " + " ".join(command), flush=True)

@@ -12,6 +12,7 @@ from _scripts import load_script
 from _study_files import run_rlopt
 
 from rlopt.analysis.load import load_runs
+from rlopt.config.yaml import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "campaign").glob("*/study.db"))
@@ -47,6 +48,10 @@ def test_a_committed_bundle_loads_and_regenerates_its_verdict_table(bundle: Path
     study_file = ROOT / "studies" / f"{bundle.name}.yaml"
     committed = (bundle / "report" / "report.md").read_text()
     verdict = run_rlopt("verdict", study_file, bundle / "runs.csv", cwd=tmp_path)
+    if "claim" not in read_yaml(study_file, "study file"):  # a sanity check: no claim, no verdict
+        assert "No claim is declared for this study" in _verdicts_section(committed)
+        assert verdict.returncode == 2 and "nothing to judge" in verdict.stderr, verdict.stderr[-2000:]
+        return
     # a partial study's runs CSV holds only complete trials; its verdict is still the report's
     # (inconclusive for want of an arm's runs), and a line on stderr names the arms with none yet
     arms_in_csv = {row.split(",")[2] for row in (bundle / "runs.csv").read_text().splitlines()[1:]}

@@ -96,6 +96,26 @@ def test_a_later_stage_names_only_the_unfinished_studies_of_a_claim(tmp_path: Pa
         result.stdout
 
 
+
+def test_a_stage_trains_the_studies_it_names_after_its_claims(tmp_path: Path, into: Path) -> None:
+    """A study that tests no claim (the SAC sanity check) is named in ``studies:``; it trains after the
+    stage's claims, by name, and its state is said as a claim's is."""
+    pins = _pins(tmp_path, [{"tag": "t-head", "commit": HEAD, "claims": [1],
+                             "studies": ["sanity-sac-halfcheetah"]}])
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "t-head: sanity-sac-halfcheetah: runs that count not started (0 of 2)" in result.stdout
+    assert result.stdout.rstrip().endswith(
+        f"run --studies {CLAIM1}-ant-lr-decay,sanity-sac-halfcheetah --into {into}"), result.stdout
+    # a stage of named studies alone, once the study is complete, is skipped
+    shutil.rmtree(into / CLAIM1)
+    pins = _pins(tmp_path, [{"tag": "t-named", "commit": HEAD, "studies": [CLAIM1]}])
+    shutil.copytree(BUNDLES / CLAIM1, into / CLAIM1)
+    result = _resume("--pins", pins, "--into", into, "--worktrees", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"t-named: {CLAIM1}: runs that count \d+ of \d+ \(complete\)", result.stdout)
+    assert result.stdout.rstrip().endswith("t-named: complete"), result.stdout
+
 def test_an_existing_checkout_of_the_stage_is_reused(tmp_path: Path, into: Path) -> None:
     pins = _pins(tmp_path, [{"tag": "t-here", "commit": FIRST, "claims": [3]}])
     checkout = tmp_path / "rlopt-t-here"
@@ -144,6 +164,14 @@ BAD_PINS = [
     ({"stages": [{"tag": "a", "commit": FIRST, "claims": [0]}]}, "stages[0].claims: [0]"),
     ({"stages": [{"tag": "a", "commit": "0" * 40, "claims": [3]}]}, f"commit {'0' * 40}: not in this clone"),
     ({"stages": [{"tag": "a", "commit": FIRST, "claims": [99]}]}, "claim 99 of stage a: no study file"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "studies": []}]}, "stages[0].studies: []"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "studies": "x"}]}, "stages[0].studies: 'x'"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "studies": ["../x"]}]}, "stages[0].studies: ['../x']"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "claims": [3], "study": ["x"]}]}, "stages[0]"),
+    ({"stages": [{"tag": "a", "commit": HEAD, "studies": ["no-such"]}]},
+     "study 'no-such' of stage a: no studies/no-such.yaml"),
+    ({"stages": [{"tag": "a", "commit": FIRST, "studies": ["claim2-adopt-beta2-robustness-ppo"]}]},
+     "stage a: its commit " + FIRST[:7] + "'s scripts/campaign.py has no --studies"),
 ]
 
 

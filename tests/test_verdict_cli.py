@@ -166,6 +166,18 @@ def test_a_study_file_is_validated_whole_and_a_csv_of_none_of_its_arms_is_refuse
     assert "'adopt' is not an optimizer entry of this study" in err and err.count("\n") == 1
 
 
+
+def test_a_study_file_with_no_claim_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
+                                                           ) -> None:
+    # a study that tests no claim (the campaign's sanity check) has nothing to judge: said as such, not
+    # as a claim mapping with unknown keys
+    study = _study_of_adam_and_adopt(tmp_path)
+    study.write_text(study.read_text().split("claim:\n")[0])
+    assert main(["verdict", str(study), str(write_csv(tmp_path / "ok.csv", constructed_rows()))]) == 2
+    err = capsys.readouterr().err
+    assert f"{study}: a study file with no 'claim:' section: nothing to judge" in err
+    assert err.count("\n") == 1
+
 STUDY_CLAIM = """\
 claim:
   - statement: ADOPT beats Adam

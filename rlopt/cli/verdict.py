@@ -99,6 +99,9 @@ def read_claims(path: Path) -> ClaimFile:
     from rlopt.config.yaml import read_yaml
 
     data = read_yaml(path, "claim file")
+    if isinstance(data, dict) and "claim" not in data and {"algorithm", "optimizers"} & set(data):
+        raise ConfigError(f"{path}: a study file with no 'claim:' section: nothing to judge (accepted: a "
+                          "study file with a 'claim:' section, or a claim mapping)")
     if isinstance(data, dict) and "claim" in data:
         spec = parse_spec(data, file=str(path), path=path)
         if not spec.claim:
