@@ -58,12 +58,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S, poll_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(poll_s)
 
 
 def _spin(stop_at: float) -> None:

@@ -244,6 +244,28 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+def _status(run_dir: Path) -> str:
+    """A run's ``metrics.json`` status (``running`` from its start; written atomically)."""
+    try:
+        return str(json.loads((run_dir / "metrics.json").read_text())["status"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+@contextlib.contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    """``pid`` and every process below it stopped (SIGSTOP) inside the block, continued after it."""
+    pids = [pid, *descendants(pid)]
+    for each in pids:
+        os.kill(each, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for each in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, signal.SIGCONT)
+
+
 def _fill(folder: Path) -> None:
     """Write until the file system is full."""
     with (folder / "filler").open("wb") as fh, contextlib.suppress(OSError):
@@ -258,7 +280,7 @@ def test_a_read_only_or_full_disk_stops_the_study_in_one_line_and_the_next_comma
 ) -> None:
     with _tmpfs(tmp_path / "disk", "64m") as disk:
         grid = "  - optimizer: adopt\n    beta2: [0.99, 0.9999]\n"
-        path = write_study(tmp_path, "disk", grid, seeds=1, timesteps=1536)
+        path = write_study(tmp_path, "disk", grid, seeds=1, timesteps=3072)  # ~1 s unloaded per trial
         study_dir, url = disk / "disk", f"sqlite:///{disk / 'disk' / 'study.db'}"
         process = _start(
             ["study", "run", path, "--runs-dir", disk, "--no-plots", "--parallel-runs", "1"], tmp_path
@@ -266,22 +288,20 @@ def test_a_read_only_or_full_disk_stops_the_study_in_one_line_and_the_next_comma
         try:
 
             def second_trial_training() -> bool:
+                # files only, polled often: a slow poll (SQLite under load) could see the second trial
+                # only once it had finished, and the fault would then hit nothing
                 assert process.poll() is None, process.communicate()[1][-3000:]
-                trials = _trials(url, "disk", "adopt") if (study_dir / "study.db").exists() else []
-                if [t.state for t in trials] != [TrialState.COMPLETE, TrialState.RUNNING] or not trials[
-                    1
-                ].user_attrs.get("run_dirs"):
-                    return False
-                evals = study_dir / trials[1].user_attrs["run_dirs"][0] / "eval.csv"
-                return evals.exists() and len(evals.read_text().splitlines()) >= 2
+                runs = sorted(study_dir.glob("adopt/trial_*/*/eval.csv"))
+                return (len(runs) == 2 and [_status(r.parent) for r in runs] == ["ok", "running"]
+                        and len(runs[1].read_text().splitlines()) >= 2)
 
-            wait_for(second_trial_training, "the second trial to be training")
-            first_value = arm_trials(url, "disk", "adopt")[0].value
-            if fault == "read-only":
-                subprocess.run(["mount", "--bind", str(study_dir), str(study_dir)], check=True)
-                subprocess.run(["mount", "-o", "remount,ro,bind", str(study_dir)], check=True)
-            else:
-                _fill(disk)
+            wait_for(second_trial_training, "the second trial to be training", poll_s=0.01)
+            with _stopped(process.pid):  # the fault lands while the second trial's run is mid-way
+                if fault == "read-only":
+                    subprocess.run(["mount", "--bind", str(study_dir), str(study_dir)], check=True)
+                    subprocess.run(["mount", "-o", "remount,ro,bind", str(study_dir)], check=True)
+                else:
+                    _fill(disk)
             code, _, err = _finish(process)
         finally:
             if process.poll() is None:
@@ -296,7 +316,9 @@ def test_a_read_only_or_full_disk_stops_the_study_in_one_line_and_the_next_comma
         assert "Traceback" not in err, err[-3000:]
         with sqlite3.connect(study_dir / "study.db") as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert arm_trials(url, "disk", "adopt")[0].value == first_value
+        first = arm_trials(url, "disk", "adopt")[0]
+        assert first.state == TrialState.COMPLETE and first.value is not None
+        first_value = first.value
 
         again = run_rlopt("study", "run", path, "--runs-dir", disk, "--no-plots", cwd=tmp_path)
         assert again.returncode == 0, again.stderr[-3000:]

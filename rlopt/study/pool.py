@@ -20,6 +20,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_module
+import signal
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -82,17 +83,22 @@ def _run_main(config: Any, index: int, messages: Any, stop: Any) -> None:
         if stop.is_set():
             raise optuna.TrialPruned("stopped with its trial")
 
+    ended: tuple[Any, ...]
     try:
         summary = run_training(config, on_eval)
-        messages.put(("end", index, summary.status, summary.reason))
+        ended = ("end", index, summary.status, summary.reason)
     except optuna.TrialPruned:
-        messages.put(("end", index, "pruned", "stopped with its trial"))
+        ended = ("end", index, "pruned", "stopped with its trial")
     except KeyboardInterrupt:
-        messages.put(("end", index, "stopped", "interrupted"))
+        ended = ("end", index, "stopped", "interrupted")
     except OSError as exc:  # the disk or folder (full, read-only): what the system said is the whole story
-        messages.put(("end", index, "failed", f"{type(exc).__name__}: {exc}".strip()))
+        ended = ("end", index, "failed", f"{type(exc).__name__}: {exc}".strip())
     except BaseException as exc:
-        messages.put(("end", index, "failed", f"{type(exc).__name__}: {exc}".strip(), traceback.format_exc()))
+        ended = ("end", index, "failed", f"{type(exc).__name__}: {exc}".strip(), traceback.format_exc())
+    # The run is over: a SIGTERM now (the trial stopping) has nothing left to stop, and raised in the
+    # process's exit (joining the queue's feeder thread) it would print a traceback, not a line.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    messages.put(ended)
 
 
 def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:
