@@ -49,16 +49,24 @@ def _trials(url: str, study: str, arm: str) -> list[optuna.trial.FrozenTrial]:
         return []  # the study is being created
 
 
-def _training(
-    study_dir: Path, url: str, study: str, arm: str, process: subprocess.Popen[str], runs: int = 1
-) -> bool:
-    """The arm's first trial is running and its first ``runs`` runs have each written an evaluation."""
+def _status(run_dir: Path) -> str:
+    """A run's ``metrics.json`` status (``running`` from its start; written atomically)."""
+    try:
+        return str(json.loads((run_dir / "metrics.json").read_text())["status"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def _training(study_dir: Path, arm: str, process: subprocess.Popen[str], runs: int = 1) -> bool:
+    """The arm's first trial's first ``runs`` runs are each training and have written an evaluation.
+
+    Files only (each run's ``metrics.json`` says ``running`` from its start), so it can be polled often:
+    a slow poll (the study's SQLite, under load) could see a 1 s run only once it had finished."""
     assert process.poll() is None, process.communicate()[1][-3000:]
-    trials = _trials(url, study, arm) if (study_dir / "study.db").exists() else []
-    if not trials or trials[0].state != TrialState.RUNNING or not trials[0].user_attrs.get("run_dirs"):
-        return False
-    evals = [study_dir / d / "eval.csv" for d in trials[0].user_attrs["run_dirs"][:runs]]
-    return all(e.exists() and len(e.read_text().splitlines()) >= 2 for e in evals)
+    evals = sorted(study_dir.glob(f"{arm}/trial_0000*/*/eval.csv"))[:runs]
+    return len(evals) == runs and all(
+        _status(e.parent) == "running" and len(e.read_text().splitlines()) >= 2 for e in evals
+    )
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
@@ -67,14 +75,14 @@ def _finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, 
 
 
 def test_a_run_killed_like_the_oom_killer_does_is_retried_in_the_same_command(tmp_path: Path) -> None:
-    path = write_study(tmp_path, "oom", "  - optimizer: adam\n", seeds=1, timesteps=1536)
+    path = write_study(tmp_path, "oom", "  - optimizer: adam\n", seeds=1, timesteps=3072)
     study_dir, url = tmp_path / "runs" / "oom", f"sqlite:///{tmp_path / 'runs' / 'oom' / 'study.db'}"
     process = _start(
         ["study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", "--parallel-runs", "1"],
         tmp_path,
     )
     try:
-        wait_for(lambda: _training(study_dir, url, "oom", "adam", process), "the first run to be training")
+        wait_for(lambda: _training(study_dir, "adam", process), "the first run to be training", poll_s=0.01)
         (victim,) = run_processes(process.pid)
         os.kill(victim, signal.SIGKILL)
         code, out, err = _finish(process)
@@ -117,7 +125,7 @@ def test_an_unwritable_run_folder_is_retried_then_reported_missing_and_the_next_
 
 
 def test_sigterm_of_a_study_stops_its_runs_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
-    path = write_study(tmp_path, "term", "  - optimizer: adam\n", timesteps=1536)
+    path = write_study(tmp_path, "term", "  - optimizer: adam\n", timesteps=3072)
     study_dir, url = tmp_path / "runs" / "term", f"sqlite:///{tmp_path / 'runs' / 'term' / 'study.db'}"
     process = _start(
         ["study", "run", path, "--runs-dir", tmp_path / "runs", "--no-plots", "--parallel-runs", "2"],
@@ -125,8 +133,9 @@ def test_sigterm_of_a_study_stops_its_runs_cleanly_and_the_same_command_resumes(
     )
     try:
         wait_for(
-            lambda: _training(study_dir, url, "term", "adam", process, runs=2),
+            lambda: _training(study_dir, "adam", process, runs=2),
             "both runs of the trial to be training",
+            poll_s=0.01,
         )
         below = descendants(process.pid)
         process.send_signal(signal.SIGTERM)
@@ -242,14 +251,6 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _status(run_dir: Path) -> str:
-    """A run's ``metrics.json`` status (``running`` from its start; written atomically)."""
-    try:
-        return str(json.loads((run_dir / "metrics.json").read_text())["status"])
-    except (OSError, ValueError, KeyError):
-        return ""
 
 
 @contextlib.contextmanager
