@@ -178,6 +178,21 @@ def test_a_study_file_with_no_claim_is_refused_in_one_line(tmp_path: Path, capsy
     assert f"{study}: a study file with no 'claim:' section: nothing to judge" in err
     assert err.count("\n") == 1
 
+
+def test_a_study_with_sequential_seeds_is_judged_at_its_per_look_confidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # as the study judged each look and as its report says: 95% spent over 2 looks is 97.5% per look
+    runs = write_csv(tmp_path / "runs.csv", constructed_rows())
+    fixed = _study_of_adam_and_adopt(tmp_path)
+    assert main(["verdict", str(fixed), str(runs), "--resamples", "300"]) == 0
+    assert "brackets: 95% CI" in capsys.readouterr().out
+    sequential = tmp_path / "sequential.yaml"
+    sequential.write_text(fixed.read_text().replace("seeds: 5\n", "seeds: {initial: 3, max: 5, step: 2}\n"))
+    assert main(["verdict", str(sequential), str(runs), "--resamples", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "brackets: 97.5% CI" in out and "95% CI" not in out.replace("97.5% CI", "")
+
 STUDY_CLAIM = """\
 claim:
   - statement: ADOPT beats Adam

@@ -9,7 +9,9 @@ a line on the references and runs to stderr.
 
 A study file is validated whole (its claim's arms must be optimizer entries of the study), and then
 an arm without runs in the CSV is a study still running, not a mistake: the verdict is the report's,
-inconclusive for want of runs, and a line on stderr says which arm has none yet. A CSV none of whose
+inconclusive for want of runs, and a line on stderr says which arm has none yet. A study with
+sequential seeds is judged at the per-look confidence (Bonferroni over its looks), as the study and its
+report judge it. A CSV none of whose
 runs is of any arm, or a claim file alone whose arm matches no run, is refused (exit 2): that is the
 wrong file or a misspelt arm.
 """
@@ -94,7 +96,7 @@ class ClaimFile:
 def read_claims(path: Path) -> ClaimFile:
     """The claims of a study file (validated whole, as ``rlopt study run`` would) or of a file holding
     only the claim(s)."""
-    from rlopt.config.claims import claims_from_config
+    from rlopt.config.claims import claims_at_looks, claims_from_config
     from rlopt.config.study import parse_spec
     from rlopt.config.yaml import read_yaml
 
@@ -106,7 +108,8 @@ def read_claims(path: Path) -> ClaimFile:
         spec = parse_spec(data, file=str(path), path=path)
         if not spec.claim:
             raise ConfigError(f"{path}: the study file's 'claim:' section is empty: nothing to judge")
-        return ClaimFile(tuple(spec.claim), spec.suite, of_study=True)
+        # sequential seeds spend the error over the looks, as the study and its report judged them
+        return ClaimFile(claims_at_looks(spec.claim, len(spec.seed_looks)), spec.suite, of_study=True)
     claims = claims_from_config(data, where=f"{path}: claim")
     if not claims:
         raise ConfigError(f"{path}: no claim found (expected a 'claim:' section or a claim mapping)")
