@@ -6,14 +6,14 @@
 
 One row per claim of every ``studies/claim*.yaml``: its study (the report where a bundle is committed
 under ``results/campaign/``), algorithm and tasks, steps per run against the paper's, seeds, the runs
-that count out of those planned, the verdict with its reason, the effect with its 95% interval (and
-each task alone), the wall time of the runs that count, the commits that made them and the pinned
-stage that trains the study (``results/campaign/pins.yaml``, which ``scripts/resume_campaign.py``
-resumes). Every cell is
-read from the study file or computed from the bundle as ``rlopt report`` computes it (the same verdict
-function on the same runs, 2000 resamples, seed 0), so the tables cannot drift from the evidence or be
-edited by hand unnoticed: ``tests/test_results_bundles.py`` runs ``--check``. The table sits between
-:data:`BEGIN` and :data:`END` in each file; the text around it is the authors'.
+that count out of those planned, the verdict with its reason, the effect with its interval (95%; per look
+for sequential seeds) and each task alone, the wall time of the runs that count, the commits that made
+them and the pinned stage that trains the study (``results/campaign/pins.yaml``, which
+``scripts/resume_campaign.py`` resumes). Every cell is read from the study file or computed from the
+bundle as ``rlopt report`` computes it (the same verdict function on the same runs, 2000 resamples, seed
+0), so the tables cannot drift from the evidence or be edited by hand unnoticed:
+``tests/test_results_bundles.py`` runs ``--check``. The table sits between :data:`BEGIN` and :data:`END`
+in each file; the text around it is the authors'.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ END = "<!-- end of the claims table -->"
 TARGETS = {ROOT / "results" / "README.md": "", ROOT / "README.md": "results/"}
 """Each file the table is written into, and the prefix its links to ``results/`` need from there."""
 HEADERS = ("claim", "study", "algorithm, tasks", "steps per run (paper's)", "seeds", "runs that count",
-           "verdict", "effect (95% interval)", "wall time of the runs that count", "commits",
+           "verdict", "effect (interval: 95%, per look where seeds are sequential)",
+           "wall time of the runs that count", "commits",
            "trains from (resume: `scripts/resume_campaign.py`)")
 PINS = BUNDLES / "pins.yaml"
 
