@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from rlopt.analysis.load import load_runs
+from rlopt.run.folder import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +52,7 @@ def _trials(url: str, study: str, arm: str) -> list[optuna.trial.FrozenTrial]:
 
 def _status(run_dir: Path) -> str:
     """A run's ``metrics.json`` status (``running`` from its start; written atomically)."""
-    try:
-        return str(json.loads((run_dir / "metrics.json").read_text())["status"])
-    except (OSError, ValueError, KeyError):
-        return ""
+    return str(read_json(run_dir / "metrics.json").get("status", ""))
 
 
 def _training(study_dir: Path, arm: str, process: subprocess.Popen[str], runs: int = 1) -> bool:
