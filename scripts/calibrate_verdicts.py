@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/calibrate_verdicts.py                 # 1000 studies per scenario
     .venv/bin/python scripts/calibrate_verdicts.py --studies 200   # quicker, wider MC error
+    .venv/bin/python scripts/calibrate_verdicts.py --scenarios better-tuned competitive-tuned \
+        --skip methods resamples sequential                          # the tuned-arm rows only
 
 Prints, for every scenario of :mod:`rlopt.analysis.simulation` (every claim kind, at the claim files'
 5 seeds per cell and 2 tasks; closest_curves at 1 task as claim 5): the rate of ``reproduced``, its
@@ -23,13 +25,15 @@ from rlopt.analysis import simulation as vs
 NOMINAL = 0.025
 
 
-def calibration_table(studies: int, resamples: int, truths: tuple[str, ...] = vs.TRUTHS) -> bool:
+def calibration_table(
+    studies: int, resamples: int, truths: tuple[str, ...] = vs.TRUTHS, only: tuple[str, ...] = ()
+) -> bool:
     print(f"## Verdict calibration ({studies} simulated studies per row, {resamples} bootstrap resamples)")
     print("| scenario | kind | truth | seeds x tasks | reproduced | MC SE | contradicted | check |")
     print("|---|---|---|---|---|---|---|---|")
     ok = True
     for scenario in vs.scenarios():
-        if scenario.truth not in truths:
+        if scenario.truth not in truths or (only and not scenario.name.startswith(only)):
             continue
         n = studies if scenario.truth != "degenerate" else max(100, studies // 5)
         rates = vs.simulate(scenario, n, n_resamples=resamples)
@@ -125,13 +129,17 @@ def main() -> int:
         "--truth", nargs="*", default=list(vs.TRUTHS), choices=vs.TRUTHS, help="table rows (default: all)"
     )
     parser.add_argument(
+        "--scenarios", nargs="*", default=[], metavar="PREFIX",
+        help="only the table's scenarios whose names start so (e.g. better-tuned competitive-tuned)",
+    )
+    parser.add_argument(
         "--skip", nargs="*", default=[], choices=["table", "methods", "resamples", "sequential"]
     )
     args = parser.parse_args()
     start = time.perf_counter()
     ok = True
     if "table" not in args.skip:
-        ok = calibration_table(args.studies, args.resamples, tuple(args.truth))
+        ok = calibration_table(args.studies, args.resamples, tuple(args.truth), tuple(args.scenarios))
     if "methods" not in args.skip:
         interval_methods(args.studies, args.resamples)
     if "resamples" not in args.skip:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from rlopt.analysis.scores import Normaliser
 from rlopt.analysis.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, evaluate
@@ -408,12 +409,64 @@ BASE = {
         ({"min_gain": -1}, "min_gain must be a number in [0, 1)"),
         ({"paper_timesteps": 0}, "paper_timesteps must be a positive number of env steps"),
         ({"group_by": "kappa"}, "group_by is not used by kind 'better'"),
+        ({"kind": "robust", "tune_by": "lr"}, "tune_by is not used by kind 'robust'; it applies to: better"),
+        ({"tune_by": 3}, "tune_by must be a selector key such as 'lr', got 3"),
     ],
 )
 def test_bad_claims_name_the_key_and_what_is_accepted(change: dict, match: str) -> None:
     d = {**BASE, **change}
     with pytest.raises(ConfigError, match=re.escape(match)):
         Claim.from_dict({k: v for k, v in d.items() if v is not None})
+
+
+def tuned(optimizer: str, finals_by_lr: dict[float, list[float]]) -> list[Run]:
+    return [r for lr, finals in finals_by_lr.items() for r in arm(optimizer, finals, lr=lr)]
+
+
+def iqm(values: list[float]) -> float:
+    return float(scipy.stats.trim_mean(values, 0.25))
+
+
+def test_tuned_arms_are_compared_at_each_arms_best_learning_rate() -> None:
+    """tune_by: lr: each arm counts at its best lr (picked on the runs), not averaged over its grid."""
+    cand = tuned("a", {0.03: LOW, 0.1: HIGH, 0.3: NOISE})
+    base = tuned("b", {1e-4: NOISE2, 3e-4: [v + 5 for v in LOW], 1e-3: LOW})
+    verdict = evaluate(claim("better", tune_by="lr"), cand + base, **BOOT)
+    assert verdict.interval is not None
+    # the estimate: the best lr's IQM of each arm (a: 0.1, b: 1e-4), normalised by the 0-100 references
+    assert verdict.interval.estimate == pytest.approx((iqm(HIGH) - iqm(NOISE2)) / 100)
+    assert "tuned by lr over 3/3 values" in verdict.measured
+    assert "candidate lr=0.1, baseline lr=0.0001" in verdict.measured
+    assert verdict.outcome == REPRODUCED and "candidate 30 in 3 groups" in verdict.runs
+    # pooled over the grids (no tune_by), the same runs compare arms averaged over arbitrary lr ranges
+    pooled = evaluate(claim("better"), cand + base, **BOOT)
+    assert pooled.interval is not None and pooled.interval.estimate != verdict.interval.estimate
+
+
+def test_a_tuned_interval_is_wider_than_the_picked_pair_alone() -> None:
+    """The picks are made on the same runs, so the bounds are Bonferroni over the lrs: never narrower
+    than the plain interval of the two picked lrs' runs, and equal to it with one lr per arm."""
+    cand = tuned("a", {0.03: NOISE, 0.1: [v + 3 for v in NOISE], 0.3: NOISE2})
+    base = tuned("b", {1e-4: NOISE2, 3e-4: NOISE, 1e-3: LOW})
+    tuned_verdict = evaluate(claim("competitive", margin=0.2, tune_by="lr"), cand + base, **BOOT)
+    picked = [r for r in cand if r.params["lr"] == 0.1] + [r for r in base if r.params["lr"] == 3e-4]
+    plain = evaluate(claim("competitive", margin=0.2), picked, **BOOT)
+    assert tuned_verdict.interval is not None and plain.interval is not None
+    assert tuned_verdict.interval.estimate == pytest.approx(plain.interval.estimate)
+    assert tuned_verdict.interval.low < plain.interval.low
+    assert tuned_verdict.interval.high > plain.interval.high
+    one_lr = evaluate(claim("competitive", margin=0.2, tune_by="lr"), picked, **BOOT)
+    assert one_lr.interval == plain.interval
+
+
+def test_a_tuned_claim_needs_every_lr_of_both_arms_on_every_task() -> None:
+    """An lr run on one task only (a partial study) leaves that task out rather than mixing grids."""
+    cand = tuned("a", {0.03: HIGH, 0.1: HIGH}) + arm("a", HIGH, tasks=TASKS[:1], lr=0.3)
+    base = tuned("b", {1e-4: LOW, 3e-4: LOW, 1e-3: LOW})
+    verdict = evaluate(claim("better", tune_by="lr"), cand + base, **BOOT)
+    assert "on 1 task(s)" in verdict.runs and TASKS[1] in verdict.runs
+    alone = evaluate(claim("better", tune_by="lr"), base, **BOOT)  # the candidate has not started
+    assert alone.outcome == INCONCLUSIVE and "no task has finished runs of both arms" in alone.reason
 
 
 def test_claims_section_may_be_one_claim_or_a_list() -> None:

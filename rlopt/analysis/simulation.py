@@ -21,6 +21,9 @@ Scenarios come in three kinds of truth:
 - ``degenerate``: the cases where a careless rule says reproduced (nothing learnt, flat curves, too few
   runs); every one must come out inconclusive.
 
+Claims with tuned arms (``tune_by: lr``, claim 7's design) draw three groups per arm (:data:`LRS`); the
+hardest null puts all three of the candidate's at the boundary, where picking the best gains most.
+
 Population values that a boundary needs (the IQM of an arm's AUC or gains) are computed from 200,000
 draws of the run model. Competitive and robust boundaries shift a whole curve by a constant, which
 shifts its AUC and final score (and their IQMs) by exactly that constant.
@@ -240,9 +243,15 @@ def _kappas(rule: str, means: Sequence[float], **model: Any) -> Arm:
     return Arm("adam", groups, "kappa", {"scaling_rule": rule})
 
 
+def _lrs(optimizer: str, models: Sequence[RunModel]) -> Arm:
+    """An arm tuned over three learning rates (:data:`LRS`), one run model each (claim 7's design)."""
+    return _grouped(optimizer, models, "lr", LRS)
+
+
 BASE = RunModel()
 BETA2 = (0.9, 0.99, 0.999, 0.9999)
 KAPPA = (0.25, 0.5, 1.0, 2.0, 4.0)
+LRS = (1e-4, 3e-4, 1e-3)
 
 
 def scenarios(competitive_margin: float = 0.2) -> list[Scenario]:
@@ -256,6 +265,10 @@ def scenarios(competitive_margin: float = 0.2) -> list[Scenario]:
     steep = RunModel(mean=0.15)  # a setting where the baseline learns a third as much
     robust_alone = _claim("robust", metric="auc", baseline=None, margin=robust_margin)
     same_kappas = [0.5, 0.45, 0.55, 0.4, 0.5]
+    poor = RunModel(mean=0.25)  # a learning rate off the best: half the gain
+    at_margin = replace(BASE, shift=-m * gain)
+    tuned_competitive = _claim("competitive", metric="auc", margin=m, tune_by="lr")
+    tuned_better = _claim("better", metric="auc", tune_by="lr")
     out = [
         _scenario(
             "better/null",
@@ -324,6 +337,41 @@ def scenarios(competitive_margin: float = 0.2) -> list[Scenario]:
             "both arms 1 collapse per run on average (Poisson)",
         ),
         _scenario(
+            "better-tuned/null",
+            "null",
+            tuned_better,
+            (_lrs("cand", [BASE] * 3), _lrs("base", [BASE, poor, poor])),
+            "best lr of each arm the same; the candidate's three lrs all at it (the most luck to pick)",
+        ),
+        _scenario(
+            "better-tuned/effect",
+            "effect",
+            tuned_better,
+            (_lrs("cand", [poor, RunModel(mean=0.7), poor]), _lrs("base", [BASE, poor, poor])),
+            "candidate's best lr's mean final gain 0.7 against the baseline's best 0.5",
+        ),
+        _scenario(
+            "competitive-tuned/null",
+            "null",
+            tuned_competitive,
+            (_lrs("cand", [at_margin] * 3), _lrs("base", [BASE, poor, poor])),
+            f"candidate's lrs all exactly {m:g} x the baseline's IQM gain below the baseline's best lr",
+        ),
+        _scenario(
+            "competitive-tuned/null-one",
+            "null",
+            tuned_competitive,
+            (_lrs("cand", [at_margin, poor, poor]), _lrs("base", [BASE, poor, poor])),
+            f"one lr per arm stands out; the candidate's exactly {m:g} x the baseline's gain below",
+        ),
+        _scenario(
+            "competitive-tuned/effect",
+            "effect",
+            tuned_competitive,
+            (_lrs("cand", [poor, BASE, poor]), _lrs("base", [BASE, poor, poor])),
+            "the best lr of each arm equal (at different lrs)",
+        ),
+        _scenario(
             "fewer_instabilities/effect",
             "effect",
             _claim("fewer_instabilities"),
@@ -386,6 +434,13 @@ def degenerate_scenarios() -> list[Scenario]:
             _claim("competitive", metric="auc", margin=0.2),
             _pair(RunModel(mean=0.8, sd=0.05, fail=0.0, flat_on=("Ant",)), RunModel(flat_on=("Ant",))),
             "both arms learn on Cheetah only (the candidate more); on Ant the baseline's gain is 0",
+        ),
+        _scenario(
+            "competitive-tuned/baseline-flat",
+            "degenerate",
+            _claim("competitive", metric="auc", margin=0.2, tune_by="lr"),
+            (_lrs("cand", [BASE] * 3), _lrs("base", [flat] * 3)),
+            "tuned arms: the candidate learns at every lr, the baseline at none",
         ),
         _scenario(
             "better/ant-initial",

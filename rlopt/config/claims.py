@@ -28,6 +28,10 @@ guard against runs that learnt nothing and the paper claim it tests are in :mod:
 - ``robust``: ``group_by`` (default ``setting``); with a baseline, or alone with a ``margin``.
 - ``closest_curves``: ``group_by`` (default ``kappa``), a candidate and a baseline.
 
+``better`` and ``competitive`` accept ``tune_by`` (e.g. ``lr``): each arm is a tuning grid over that key's
+values, and each arm is represented by its best value (:class:`rlopt.analysis.verdict.TwoArmRule`), so
+an optimizer is compared at its tuned setting, not averaged over a grid whose range is arbitrary.
+
 This module parses and matches; it imports nothing of rlopt but :mod:`rlopt.errors`, so every layer
 that reads study files can use it.
 """
@@ -57,6 +61,8 @@ KINDS: dict[str, tuple[str, ...]] = {
 """Each kind and the metrics it accepts (the first is the default)."""
 
 DEFAULT_GROUP_BY = {"robust": "setting", "closest_curves": "kappa"}
+TUNED_KINDS = ("better", "competitive")
+"""The kinds that accept ``tune_by`` (two arms compared on a score)."""
 RECORD_FIELDS = ("optimizer", "setting", "task", "seed", "trial")
 CLAIM_KEYS = (
     "statement",
@@ -68,6 +74,7 @@ CLAIM_KEYS = (
     "metric",
     "margin",
     "group_by",
+    "tune_by",
     "confidence",
     "min_runs",
     "min_gain",
@@ -203,6 +210,8 @@ class Claim:
         margin: Non-inferiority margin (``competitive``, a fraction of the baseline's IQM gain) or
             largest acceptable spread (``robust`` without baseline, a fraction of the best group's gain).
         group_by: Selector key whose values form the groups of ``robust`` and ``closest_curves``.
+        tune_by: Selector key (e.g. ``lr``) whose values are each arm's tuning grid (``better``,
+            ``competitive``): each arm counts at its best value, chosen on these runs.
         paper_says: What the paper reports as evidence, for the verdict table.
         confidence: Confidence level of the intervals.
         min_runs: Fewest finished runs per cell for a verdict other than inconclusive.
@@ -219,6 +228,7 @@ class Claim:
     metric: str = ""
     margin: float | None = None
     group_by: str | None = None
+    tune_by: str | None = None
     paper_says: str = ""
     confidence: float = DEFAULT_CONFIDENCE
     min_runs: int = DEFAULT_MIN_RUNS
@@ -248,6 +258,7 @@ class Claim:
             metric=metric,
             margin=_parse_margin(d, where, kind, baseline),
             group_by=_parse_group_by(d, where, kind),
+            tune_by=_parse_tune_by(d, where, kind),
             paper_says=str(d.get("paper_says", "")).strip(),
             confidence=confidence,
             min_runs=min_runs,
@@ -256,12 +267,11 @@ class Claim:
         )
 
     def check_keys(self, records: Sequence[Selectable]) -> None:
-        """Raise ConfigError for a selector or group_by key that no run has (most likely a typo)."""
+        """Raise ConfigError for a selector, group_by or tune_by key that no run has (most likely a typo)."""
         if not records:
             return
         keys = set(self.candidate.keys) | (self.baseline.keys if self.baseline else set())
-        if self.group_by:
-            keys.add(self.group_by)
+        keys |= {key for key in (self.group_by, self.tune_by) if key}
         for key in sorted(keys):
             if all(_missing(r, key) for r in records):
                 params = sorted({p for r in records for p in (r.params or {})})
@@ -311,6 +321,20 @@ def _parse_group_by(d: Mapping[str, Any], where: str, kind: str) -> str | None:
             f"{where}.group_by must be a selector key such as 'setting' or 'kappa', got {group_by!r}"
         )
     return group_by
+
+
+def _parse_tune_by(d: Mapping[str, Any], where: str, kind: str) -> str | None:
+    """``tune_by``: a selector key, for the kinds that compare two arms on a score only."""
+    if "tune_by" not in d:
+        return None
+    tune_by = d["tune_by"]
+    if kind not in TUNED_KINDS:
+        raise ConfigError(
+            f"{where}.tune_by is not used by kind {kind!r}; it applies to: {', '.join(TUNED_KINDS)}"
+        )
+    if not isinstance(tune_by, str) or not tune_by:
+        raise ConfigError(f"{where}.tune_by must be a selector key such as 'lr', got {tune_by!r}")
+    return tune_by
 
 
 def _parse_decision_options(d: Mapping[str, Any], where: str) -> tuple[float, int, float, int | None]:
