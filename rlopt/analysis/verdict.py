@@ -511,6 +511,11 @@ class TwoArmRule(Rule):
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
         """The verdict on ``cells`` (``runs``: every usable run of both arms, for the budget)."""
 
+    @property
+    def at_best(self) -> str:
+        """``", each arm at its best lr"`` when tuned, else ``""`` (for :attr:`effect`)."""
+        return f", each arm at its best {self.claim.tune_by}" if self.claim.tune_by else ""
+
     @staticmethod
     def group_names(cells: _Cells, arm: str) -> list[str]:
         """The cells of ``arm``: itself, or its groups (``"candidate: lr=0.1"``) when tuned."""
@@ -694,7 +699,10 @@ class Better(TwoArmRule):
     """
 
     kind = "better"
-    effect = "IQM(candidate) − IQM(baseline), normalised"
+
+    @property
+    def effect(self) -> str:
+        return f"IQM(candidate) − IQM(baseline), normalised{self.at_best}"
 
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
         diff = self.tuned_interval(cells, self.scores)
@@ -738,7 +746,10 @@ class Competitive(TwoArmRule):
 
     @property
     def effect(self) -> str:
-        return f"IQM(candidate) − IQM(baseline) + {self.margin:g} × baseline's IQM gain, normalised"
+        return (
+            f"IQM(candidate) − IQM(baseline) + {self.margin:g} × baseline's IQM gain, "
+            f"normalised{self.at_best}"
+        )
 
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
         margin = self.margin

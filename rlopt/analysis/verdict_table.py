@@ -59,8 +59,6 @@ def verdicts_markdown(verdicts: Sequence[Verdict]) -> str:
         arms = f"candidate: {v.claim.candidate.describe()}"
         if v.claim.baseline is not None:
             arms += f"; baseline: {v.claim.baseline.describe()}"
-        if v.claim.tune_by:
-            arms += f"; each arm at its best `{v.claim.tune_by}` (tune_by)"
         details.append(
             f"- *{v.claim.statement}* — kind `{v.claim.kind}`, metric `{v.claim.metric}`, {arms}. "
             f"Effect: {v.effect}. Why **{v.outcome}**: {v.reason}."
