@@ -508,3 +508,25 @@ def test_stability_counts_made_with_different_thresholds_are_flagged(tmp_path: P
     }
     csv_run = replace(old, run_dir=Path("."))  # read from a runs CSV: no config.json, left out
     assert sum(map(len, event_definitions([*alike, csv_run]).values())) == 4
+
+
+@pytest.mark.parametrize(
+    ("x", "wanted", "unwanted"),
+    [
+        (np.linspace(20_000, 200_000, 10), {"100k", "200k"}, "000"),  # env steps: compact
+        (np.linspace(0.0, 1.0, 11), {"0.0", "1.0"}, "m"),  # a fraction or τ: no "200m" (milli)
+    ],
+)
+def test_curve_panels_label_env_steps_compactly(x: np.ndarray, wanted: set[str], unwanted: str) -> None:
+    """Full step counts overlapped in the small-multiples panels (claim 7's report): 50k, 100k, ..."""
+    from matplotlib.figure import Figure
+
+    from rlopt.analysis import plots
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot(x, x)
+    plots._steps_axis(ax, x)
+    fig.canvas.draw()
+    labels = {t.get_text().replace("\u2212", "-") for t in ax.get_xticklabels() if t.get_text()}
+    assert wanted <= labels and not any(unwanted in label for label in labels), labels

@@ -35,6 +35,16 @@ def colours(labels: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return {label: tuple(cmap(i % cmap.N)) for i, label in enumerate(labels)}
 
 
+def _steps_axis(ax: Axes, x: np.ndarray) -> None:
+    """An x axis of env steps (values from 10,000) as ``50k``, ``1M`` at a few ticks: full numbers
+    overlap in small panels. Fractions and scores (τ) keep matplotlib's ticks."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    if x.size and float(np.nanmax(np.abs(x))) >= 1e4:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     atomic.save_figure(fig, path, dpi=DPI)
@@ -109,6 +119,7 @@ def curves(
         for label in labels:
             _band(ax, bands[label], label, palette[label], shared=len(labels) > 2)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        _steps_axis(ax, np.concatenate([np.asarray(b.x, dtype=float) for b in bands.values()]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
         return _save(fig, path)
@@ -129,6 +140,7 @@ def curves(
                     ax.plot(bands[other].x, bands[other].estimate, color="0.7", lw=0.8, zorder=1)
             _band(ax, bands[label], label, shades[label])
             ax.set_title(label, fontsize=9, color=shades[label])
+            _steps_axis(ax, np.asarray(bands[label].x, dtype=float))
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
             if c == 0:
@@ -328,6 +340,7 @@ def run_lines(
                     label=None if label in named else label)
             named.add(label)
         ax.set(title=task, xlabel="environment steps", ylabel=ylabel)
+        _steps_axis(ax, np.concatenate([np.zeros(0), *(np.asarray(x, dtype=float) for _, x, _ in runs)]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(panels):]:
