@@ -3,6 +3,7 @@ never silently orphan the evidence (results/campaign/<study>/, written by script
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -54,7 +55,8 @@ def test_a_committed_bundle_loads_and_regenerates_its_verdict_table(bundle: Path
         return
     # a partial study's runs CSV holds only complete trials; its verdict is still the report's
     # (inconclusive for want of an arm's runs), and a line on stderr names the arms with none yet
-    arms_in_csv = {row.split(",")[2] for row in (bundle / "runs.csv").read_text().splitlines()[1:]}
+    with (bundle / "runs.csv").open(newline="") as rows:  # an arm's label starts each run's label
+        arms_in_csv = {row["label"].split()[0] for row in csv.DictReader(rows)}
     if len(arms_in_csv) < len({p.parent.name for p in bundle.glob("*/trial_*")}):
         assert "no runs yet of " in verdict.stderr and "partial: " in committed
     assert verdict.returncode == 0, verdict.stderr[-2000:]

@@ -469,6 +469,16 @@ def test_a_tuned_claim_needs_every_lr_of_both_arms_on_every_task() -> None:
     assert alone.outcome == INCONCLUSIVE and "no task has finished runs of both arms" in alone.reason
 
 
+def test_a_verdict_does_not_depend_on_the_order_runs_are_listed_in() -> None:
+    """The bootstrap resamples positions; a report (run folders) and `rlopt verdict` (the exported CSV)
+    list an arm of two settings in different orders, and gave claim 4 different intervals."""
+    runs = tuned("a", {0.1: NOISE, 0.3: NOISE2}) + tuned("b", {0.1: NOISE2, 0.3: LOW})
+    shuffled = [runs[i] for i in np.random.default_rng(0).permutation(len(runs))]
+    for kind, extra in (("better", {}), ("competitive", {"margin": 0.2})):
+        verdicts = [evaluate(claim(kind, **extra), order, **BOOT) for order in (runs, shuffled, runs[::-1])]
+        assert verdicts[0].interval == verdicts[1].interval == verdicts[2].interval
+
+
 def test_claims_section_may_be_one_claim_or_a_list() -> None:
     assert len(claims_from_config(BASE)) == 1
     assert [c.kind for c in claims_from_config([BASE, {**BASE, "kind": "fewer_instabilities"}])] == [

@@ -357,12 +357,19 @@ def normaliser_for(
 
 
 def by_task(records: Iterable[RunLike]) -> dict[str, list[RunLike]]:
-    """Finished runs grouped by task, tasks in sorted order."""
+    """Finished runs grouped by task, tasks in sorted order, each task's runs by setting, seed and trial:
+    the bootstrap resamples positions, so a verdict must not depend on the order runs were listed in (a
+    study's run folders and its exported CSV list them differently)."""
     out: dict[str, list[RunLike]] = {}
     for record in records:
         if is_usable(record):
             out.setdefault(record.task, []).append(record)
-    return dict(sorted(out.items()))
+    return {task: sorted(runs, key=_run_order) for task, runs in sorted(out.items())}
+
+
+def _run_order(record: RunLike) -> tuple[str, str, int, int]:
+    params = sorted((str(k), repr(v)) for k, v in (record.params or {}).items())
+    return (str(record.setting), repr(params), int(record.seed), int(record.trial))
 
 
 def scores(records: Sequence[RunLike], metric: str, normaliser: Normaliser | None) -> np.ndarray:
