@@ -521,15 +521,19 @@ class TwoArmRule(Rule):
         """The cells of ``arm``: itself, or its groups (``"candidate: lr=0.1"``) when tuned."""
         return [name for name in cells.groups if name == arm or name.startswith(f"{arm}: ")]
 
-    def picked(self, cells: _Cells, arm: str, margin: float = 0.0) -> str:
-        """The group that stands for ``arm`` in the estimate: the candidate's highest pooled IQM of the
-        scores, the baseline's highest ``IQM − margin × IQM of the gains`` (:class:`TwoArmRule`)."""
-        names = self.group_names(cells, arm)
-        if len(names) == 1:
-            return names[0]
-        weight = margin if arm == "baseline" else 0.0
-        values = [stats.pooled_iqm(cells.strata(name, self.scores_and_gains)) for name in names]
-        return names[int(np.argmax([v[0] - weight * v[1] for v in values]))]
+    def picks(self, cells: _Cells, margin: float = 0.0) -> tuple[str, str]:
+        """The cells that stand for the candidate and the baseline in the estimate: the candidate's group
+        with the highest pooled IQM of the scores, the baseline's with the highest ``IQM − margin × IQM
+        of the gains`` (:class:`TwoArmRule`); the arms themselves when not tuned."""
+
+        def best(arm: str, weight: float) -> str:
+            names = self.group_names(cells, arm)
+            if len(names) == 1:
+                return names[0]
+            values = [stats.pooled_iqm(cells.strata(name, self.scores_and_gains)) for name in names]
+            return names[int(np.argmax([v[0] - weight * v[1] for v in values]))]
+
+        return best("candidate", 0.0), best("baseline", margin)
 
     def tuned_interval(
         self, cells: _Cells, values: Callable[[list[RunLike]], np.ndarray], margin: float | None = None
@@ -560,22 +564,24 @@ class TwoArmRule(Rule):
         high = float(np.max(np.min(bounds[k_b][2], axis=1)))
         return stats.Interval(estimate, low, high, self.claim.confidence)
 
-    def tuning_note(self, cells: _Cells, margin: float = 0.0) -> str:
-        """``"; tuned by lr over 3/3 values (...): candidate lr=0.1, baseline lr=0.0003"``, or ``""``."""
+    def tuning_note(self, cells: _Cells, picks: tuple[str, str]) -> str:
+        """``"; tuned by lr over 3/3 values (...): candidate lr=0.1, baseline lr=0.0003"`` for the
+        :meth:`picks`, or ``""``."""
         if not self.claim.tune_by:
             return ""
         arms = ("candidate", "baseline")
-        picks = ", ".join(f"{arm} {self.picked(cells, arm, margin).split(': ', 1)[1]}" for arm in arms)
+        chosen = ", ".join(f"{arm} {pick.split(': ', 1)[1]}" for arm, pick in zip(arms, picks, strict=True))
         sizes = "/".join(str(len(self.group_names(cells, arm))) for arm in arms)
         return (
             f"; tuned by {self.claim.tune_by} over {sizes} values (each arm at its best by pooled IQM; "
-            f"bounds Bonferroni over the values): {picks}"
+            f"bounds Bonferroni over the values): {chosen}"
         )
 
-    def arm_guards(self, cells: _Cells, margin: float = 0.0) -> tuple[_Guard, _Guard]:
-        """Whether the candidate, and the baseline, learnt (each at its picked group when tuned)."""
-        candidate = self.guard("the candidate", cells, [self.picked(cells, "candidate")])
-        return candidate, self.guard("the baseline", cells, [self.picked(cells, "baseline", margin)])
+    def arm_guards(
+        self, cells: _Cells, picks: tuple[str, str] = ("candidate", "baseline")
+    ) -> tuple[_Guard, _Guard]:
+        """Whether the candidate, and the baseline, learnt (each at its :meth:`picks` cell when tuned)."""
+        return self.guard("the candidate", cells, [picks[0]]), self.guard("the baseline", cells, [picks[1]])
 
 
 @dataclass(frozen=True)
@@ -706,14 +712,14 @@ class Better(TwoArmRule):
 
     def compare(self, cells: _Cells, runs: list[RunLike]) -> Verdict:
         diff = self.tuned_interval(cells, self.scores)
-        a = cells.strata(self.picked(cells, "candidate"), self.scores)
-        b = cells.strata(self.picked(cells, "baseline"), self.scores)
+        picks = self.picks(cells)
+        a, b = (cells.strata(pick, self.scores) for pick in picks)
         poi = float(stats.average_probability_of_improvement(a, b))
-        guard_c, guard_b = self.arm_guards(cells)
+        guard_c, guard_b = self.arm_guards(cells, picks)
         measured = (
             f"IQM difference on normalised {self.claim.metric} = {diff.format(signed=True)}; "
             f"P(improvement) {poi:.2f}; gains: candidate {guard_c.estimate:.2f}, "
-            f"baseline {guard_b.estimate:.2f}{self.tuning_note(cells)}"
+            f"baseline {guard_b.estimate:.2f}{self.tuning_note(cells, picks)}"
         )
         details = {"iqm_difference": diff.estimate, "poi": poi}
         return self.finish(diff, measured, cells, details, {REPRODUCED: [guard_c], CONTRADICTED: [guard_b]})
@@ -756,17 +762,16 @@ class Competitive(TwoArmRule):
         # Each arm's runs as (2, runs) arrays (scores, gains), bootstrapped together.
         t = self.tuned_interval(cells, self.scores_and_gains, margin)
         diff = self.tuned_interval(cells, self.scores)
-        best_b = self.picked(cells, "baseline", margin)
-        a = cells.strata(self.picked(cells, "candidate"), self.scores)
-        b = cells.strata(best_b, self.scores)
-        guard_b = self.arm_guards(cells, margin)[1]
-        gain_b = float(stats.pooled_iqm(cells.strata(best_b, self.scores_and_gains))[1])
+        picks = self.picks(cells, margin)
+        a, b = (cells.strata(pick, self.scores) for pick in picks)
+        guard_b = self.guard("the baseline", cells, [picks[1]])
+        gain_b = float(stats.pooled_iqm(cells.strata(picks[1], self.scores_and_gains))[1])
         measured = (
             f"IQM difference on normalised {self.claim.metric} = {diff.format(signed=True)}, "
             f"margin −{margin:g} × baseline's gain {gain_b:.3f} = −{margin * gain_b:.3f}; "
             f"difference + margin {t.format(signed=True, digits=3)}; gains: baseline "
             f"{guard_b.estimate:.2f}; P(improvement) "
-            f"{float(stats.average_probability_of_improvement(a, b)):.2f}{self.tuning_note(cells, margin)}"
+            f"{float(stats.average_probability_of_improvement(a, b)):.2f}{self.tuning_note(cells, picks)}"
         )
         details = {"iqm_difference": diff.estimate, "gain_baseline": gain_b}
         return self.finish(t, measured, cells, details, {REPRODUCED: [guard_b], CONTRADICTED: [guard_b]})
