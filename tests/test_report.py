@@ -303,7 +303,50 @@ def test_curves_of_eight_settings_are_one_panel_each_a_row_per_optimizer_with_sh
         colours = [ax.get_title(loc="center") and ax.title.get_color() for ax in panels]
         assert colours[:4] == colours[4:] and len(set(colours[:4])) == len(BETA2S), name
     md = (tmp_path / "report.md").read_text()
-    assert "one panel per setting, a row per optimizer, shared axes" in md
+    assert "one panel per setting, a row per optimizer entry of the study, shared axes" in md
+
+
+def scaling_rule_study() -> list[Run]:
+    """Adam as three study entries, one per scaling rule, each at κ ∈ {1/4, 1, 4} (claim 5's shape);
+    the betas are those :func:`rlopt.optim.scaling.scale_hyperparameters` gives, so the sqrt rule's
+    vary with κ and the other rules' stay (0.9, 0.999)."""
+    from rlopt.optim.scaling import scale_hyperparameters
+
+    rng = np.random.default_rng(1)
+    runs = []
+    for rule in ("linear", "none", "sqrt"):
+        for kappa in (0.25, 1.0, 4.0):
+            scaled = scale_hyperparameters("adam", {"lr": 3e-4, "betas": (0.9, 0.999)}, kappa, rule)
+            params = {"lr": scaled["lr"], "betas": list(scaled["betas"]), "kappa": kappa,
+                      "scaling_rule": rule, "arm": f"adam-{rule}"}
+            for seed in range(3):
+                returns = np.cumsum(rng.normal(10.0, 2.0, 6))
+                metrics = {"status": "ok", "final_return": float(returns[-1]), "auc": float(returns.mean())}
+                runs.append(Run("rules", len(runs), "COMPLETE", "adam", f"adam-{rule} kappa={kappa:g}",
+                                params, "Hopper-v5", seed, np.linspace(0, 5000, 6), returns, metrics))
+    return runs
+
+
+def test_one_optimizer_with_an_entry_per_scaling_rule_gets_a_row_per_rule_and_no_beta_grid(
+    tmp_path: Path,
+) -> None:
+    figures = report_figures(scaling_rule_study(), tmp_path)
+    panels = [ax for ax in figures["curves_Hopper-v5.png"].axes if ax.get_visible()]
+    # a row per rule: its three κ side by side, each panel showing the same rule's other κ in grey
+    # (one optimizer's nine settings wrapped four to a row would mix the rules in a row)
+    titles = [ax.get_title() for ax in panels]
+    rules, kappas = ("linear", "none", "sqrt"), ("0.25", "1", "4")
+    assert titles == [f"adam-{rule} kappa={k}" for rule in rules for k in kappas]
+    for ax in panels:
+        grey = [line for line in ax.get_lines() if line.get_color() == "0.7"]
+        assert len(grey) == 2 and len(ax.get_lines()) == 3
+    rows = sorted({round(ax.get_position().y0, 3) for ax in panels}, reverse=True)
+    assert len(rows) == 3
+    assert [round(ax.get_position().y0, 3) for ax in panels] == [y for y in rows for _ in range(3)]
+    # the sqrt rule's betas follow from κ (β1 0.975 and 0.6 at κ 1/4 and 4), the others' are one pair:
+    # no β figure, where pooling every rule's runs by betas drew a spurious diagonal "grid"
+    assert not {"beta_heatmap.png", "beta1_sweep.png", "beta2_sweep.png"} & set(figures)
+    assert "## β grid" not in (tmp_path / "report.md").read_text()
 
 
 def test_two_settings_share_one_panel(tmp_path: Path) -> None:

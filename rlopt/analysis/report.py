@@ -5,10 +5,11 @@ made the study when it was recorded, and whether the data are partial (runs stil
 stopped and failed runs are counted and left out of every statistic (see :mod:`rlopt.analysis.scores`). It
 shows, per arm (a run's ``setting`` label): IQM curves per task and aggregate sample-efficiency curves
 with bootstrap bands (up to four settings in one panel; more as small multiples, one panel per
-setting and a row per optimizer, shared axes), aggregate IQMs with intervals, the
+setting and a row per optimizer entry of the study, shared axes), aggregate IQMs with intervals, the
 probability-of-improvement matrix (candidate rows, baseline columns), performance profiles, the score
 against β per optimizer when an optimizer's grid varies one beta (on a log(1−β) axis) and β heat maps
-when it varies two, a stability table, the curves so far of runs still training, and one verdict per
+when it varies two (betas that the square-root rule derived at κ ≠ 1 are no grid point, and left out),
+a stability table, the curves so far of runs still training, and one verdict per
 claim (:mod:`rlopt.analysis.verdict`) computed from the intervals.
 """
 
@@ -70,7 +71,9 @@ class _SettingRuns:
     runs: list[RunLike]
     tasks: dict[str, list[RunLike]]
     excluded: int
-    optimizer: str
+    entry: str
+    """The study entry the runs come from (its ``label``, recorded as ``params["arm"]``), else their
+    optimizer: a row of the curve figures."""
 
 
 def _runs_by_setting(records: Sequence[RunLike]) -> dict[str, _SettingRuns]:
@@ -80,15 +83,18 @@ def _runs_by_setting(records: Sequence[RunLike]) -> dict[str, _SettingRuns]:
         runs = [r for r in records if arm_label(r) == label]
         finished = [r for r in runs if is_usable(r)]
         excluded = len(runs) - len(finished)
-        out[label] = _SettingRuns(label, finished, by_task(finished), excluded, runs[0].optimizer)
+        entry = (runs[0].params or {}).get("arm") or runs[0].optimizer
+        out[label] = _SettingRuns(label, finished, by_task(finished), excluded, str(entry))
     return out
 
 
 def _groups(arms: Mapping[str, _SettingRuns]) -> dict[str, list[str]]:
-    """The arms of each optimizer (the panels of a curve figure with many arms)."""
+    """The arms of each study entry (the rows of a curve figure with many arms): e.g. one row per
+    optimizer, or per scaling rule where one optimizer has an entry per rule (its κ values side by side,
+    each panel showing the others in grey)."""
     out: dict[str, list[str]] = {}
     for label, arm in arms.items():
-        out.setdefault(arm.optimizer, []).append(label)
+        out.setdefault(arm.entry, []).append(label)
     return out
 
 
@@ -394,7 +400,7 @@ def _shown_caption(
     if not curves:
         return text + "."
     if len(shown) > plots.MAX_BANDS_PER_PANEL:
-        text += "; one panel per setting, a row per optimizer, shared axes"
+        text += "; one panel per setting, a row per optimizer entry of the study, shared axes"
     return text + "; bands: pointwise stratified-bootstrap intervals."
 
 
@@ -507,6 +513,13 @@ MAX_GRID_VALUES = 10
 """A beta with more distinct values than this was searched, not gridded: no β figure for it."""
 
 
+def _betas_from_scaling_rule(record: RunLike) -> bool:
+    """Whether the run's betas were derived by the square-root rule at κ ≠ 1 (β → 1 − κ(1 − β),
+    :mod:`rlopt.optim.scaling`) rather than chosen: they are no point of a β grid."""
+    kappa = record_value(record, "kappa")
+    return record_value(record, "scaling_rule") == "sqrt" and kappa is not None and float(kappa) != 1.0
+
+
 def _beta_grid(
     w: _Writer, usable: Sequence[RunLike], normaliser: Normaliser, boot: Mapping[str, Any]
 ) -> None:
@@ -514,6 +527,7 @@ def _beta_grid(
     panels = []
     sweeps: dict[int, list[tuple[str, list[float], list[RunLike]]]] = {}
     fixed: list[tuple[str, tuple[float, ...], list[RunLike]]] = []  # optimizers run at one set of betas
+    usable = [r for r in usable if not _betas_from_scaling_rule(r)]
     for optimizer in sorted({r.optimizer for r in usable}):
         runs = [r for r in usable if r.optimizer == optimizer and record_value(r, "betas") is not None]
         betas = [tuple(record_value(r, "betas")) for r in runs]
