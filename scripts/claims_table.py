@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rlopt.analysis.verdict import Verdict
     from rlopt.config.pins import Stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,15 @@ STUDY = "{study}"
 """Stands in a row for its study cell, which only the file the table goes into can fill (its links)."""
 
 
+def verdict_cells(verdict: Verdict, counted: int) -> tuple[str, str]:
+    """The verdict and effect cells of a claim's row; ``—`` while no run counts yet (runs in flight
+    count when their trial completes), where a verdict on no data would read as a result."""
+    if not counted:
+        return "—", "—"
+    effect = verdict.measured + (f"; each task alone: {verdict.per_task}" if verdict.per_task else "")
+    return f"**{verdict.outcome}**: {verdict.reason}", effect
+
+
 def study_rows(path: Path, stages: Sequence[Stage]) -> tuple[str | None, list[list[str]]]:
     """The table's rows for one study file (one per claim), and the name of its committed bundle (None
     before it has one): the rows hold :data:`STUDY` for the study cell; ``stages`` are the campaign's
@@ -120,10 +130,9 @@ def study_rows(path: Path, stages: Sequence[Stage]) -> tuple[str | None, list[li
     state = progress.describe()
     rows = []
     for v in verdicts:
-        effect = v.measured + (f"; each task alone: {v.per_task}" if v.per_task else "")
+        verdict, effect = verdict_cells(v, len(counted))
         rows.append([f"{claim_label(path)}: {v.claim.statement}", STUDY, tasks,
-                     _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state,
-                     f"**{v.outcome}**: {v.reason}", effect,
+                     _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state, verdict, effect,
                      f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits,
                      pinned_stage(path, stages)])
     return spec.name, rows

@@ -115,6 +115,21 @@ def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> N
         assert all(f"[{path.stem}](" in text or f"`studies/{path.name}`" in text for path in claim1)
 
 
+def test_a_claim_with_no_run_counted_yet_shows_no_verdict_and_a_counted_one_does() -> None:
+    # a study whose first trial is still training has a bundle (its runs in flight) but no run that
+    # counts: "inconclusive: no task has finished runs" there would read as a result
+    from rlopt.analysis.verdict_table import judge
+    from rlopt.config.study import load_spec
+
+    script = load_script("claims_table")
+    spec = load_spec(ROOT / "studies" / "claim6-8-sac-optimizers-vs-adam.yaml")
+    verdicts = judge(list(spec.claim), [])
+    assert verdicts and all(v.outcome.startswith("inconclusive") for v in verdicts)
+    assert all(script.verdict_cells(v, 0) == ("—", "—") for v in verdicts)
+    verdict, effect = script.verdict_cells(verdicts[0], 2)
+    assert verdict == f"**{verdicts[0].outcome}**: {verdicts[0].reason}" and effect == verdicts[0].measured
+
+
 def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     # the table names each study's stage from results/campaign/pins.yaml, read by the same validating
     # reader as scripts/resume_campaign.py (rlopt.config.pins)

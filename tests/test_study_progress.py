@@ -34,6 +34,12 @@ def test_a_fixed_seed_study_is_complete_when_every_planned_run_counts() -> None:
     assert progress_of(spec, _runs(4), [], 0).describe() == "4 of 4 (complete)"
     partial = progress_of(spec, _runs(3) + _runs(1, status="running"), [], 0)
     assert (partial.counted, partial.asked, partial.complete) == (3, 4, False)
+    assert partial.describe() == "3 of 4 (partial)"
+    # finished runs of a trial still training: they count when it completes, and the table says so
+    training = progress_of(spec, _runs(2, trial_state="RUNNING") + _runs(1, status="running",
+                                                                         trial_state="RUNNING"), [], 0)
+    assert (training.counted, training.waiting) == (0, 2)
+    assert training.describe() == "0 of 4 (partial; 2 more finished, waiting for their trial to complete)"
     # a finished run of a failed trial does not count (its retry will)
     assert not progress_of(spec, _runs(3) + _runs(1, trial_state="FAIL"), [], 0).complete
 

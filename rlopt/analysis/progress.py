@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlopt.analysis.load import load_runs, pointing_back, untouched_copy
-from rlopt.analysis.scores import is_usable
+from rlopt.analysis.scores import RunCensus, is_usable
 from rlopt.config.study import StudySpec
 from rlopt.records import RunRecord
 
@@ -26,17 +26,22 @@ from rlopt.records import RunRecord
 @dataclass(frozen=True)
 class StudyProgress:
     """``counted`` runs of the ``asked`` ones; ``complete`` as the module says; ``look`` says where a
-    sequential study stands (``""`` for fixed seeds)."""
+    sequential study stands (``""`` for fixed seeds); ``waiting``: finished runs of trials still
+    running, which count when their trial completes."""
 
     counted: int
     asked: int
     complete: bool
     look: str = ""
+    waiting: int = 0
 
     def describe(self) -> str:
-        """``20 of 20 (complete)``, ``12 of 20 (partial)``, ``20 of 20 (look 1 of 2, judging)``..."""
+        """``20 of 20 (complete)``, ``12 of 20 (partial)``, ``20 of 20 (look 1 of 2, judging)``,
+        ``0 of 50 (partial; 2 more finished, waiting for their trial to complete)``..."""
         state = "complete" if self.complete else "partial"
-        return f"{self.counted} of {self.asked} ({state}{', ' + self.look if self.look else ''})"
+        waiting = (f"; {self.waiting} more finished, waiting for their trial to complete"
+                   if self.waiting else "")
+        return f"{self.counted} of {self.asked} ({state}{', ' + self.look if self.look else ''}{waiting})"
 
 
 def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[Mapping[str, Any]],
@@ -44,14 +49,15 @@ def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[M
     """The progress of ``spec``'s study from its runs and, for sequential seeds, the judged ``looks``
     (:func:`rlopt.study.looks.history`) and the ``look`` index it is at."""
     counted = sum(map(is_usable, records))
+    waiting = RunCensus.of(records).finished_running
     if not spec.seed_looks:
-        return StudyProgress(counted, spec.planned_runs(), counted >= spec.planned_runs())
+        return StudyProgress(counted, spec.planned_runs(), counted >= spec.planned_runs(), waiting=waiting)
     cells = spec.planned_runs() // len(spec.seeds)
     final = bool(looks) and bool(looks[-1].get("final"))
     seeds = int(looks[-1]["seeds"]) if final else spec.seed_looks[min(look, len(spec.seed_looks) - 1)]
     of = f"of {len(spec.seed_looks)}, {seeds} seeds per cell, up to {spec.seed_looks[-1]}"
     where = f"stopped at look {len(looks)} {of}" if final else f"look {look + 1} {of}"
-    return StudyProgress(counted, cells * seeds, final, where)
+    return StudyProgress(counted, cells * seeds, final, where, waiting)
 
 
 def study_progress(spec: StudySpec, study_dir: Path) -> tuple[list[RunRecord], StudyProgress]:
