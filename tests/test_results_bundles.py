@@ -118,12 +118,13 @@ def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> N
 def test_a_claim_with_no_run_counted_yet_shows_no_verdict_and_a_counted_one_does() -> None:
     # a study whose first trial is still training has a bundle (its runs in flight) but no run that
     # counts: "inconclusive: no task has finished runs" there would read as a result
+    from rlopt.analysis.scores import normaliser_for
     from rlopt.analysis.verdict_table import judge
     from rlopt.config.study import load_spec
 
     script = load_script("claims_table")
     spec = load_spec(ROOT / "studies" / "claim6-8-sac-optimizers-vs-adam.yaml")
-    verdicts = judge(list(spec.claim), [])
+    verdicts = judge(list(spec.claim), [], normaliser=normaliser_for([], suite=spec.suite))
     assert verdicts and all(v.outcome.startswith("inconclusive") for v in verdicts)
     assert all(script.verdict_cells(v, 0) == ("—", "—") for v in verdicts)
     verdict, effect = script.verdict_cells(verdicts[0], 2)
