@@ -349,6 +349,28 @@ def test_one_optimizer_with_an_entry_per_scaling_rule_gets_a_row_per_rule_and_no
     assert "## β grid" not in (tmp_path / "report.md").read_text()
 
 
+def test_five_optimizers_at_one_setting_each_share_rows_in_their_own_colours(tmp_path: Path) -> None:
+    # the SAC study's shape: five optimizer entries of one setting each; a row per entry would stack
+    # five one-panel rows with nothing in grey to compare each curve with
+    runs = [replace(run, optimizer=name, setting=name, params={**run.params, "arm": name})
+            for run in grid_study(beta1s=(0.9,), beta2s=(0.999,)) if run.optimizer == "adam"
+            for name in ("adam", "adabelief", "adamssm", "adopt", "adan")]
+    figures = report_figures(runs, tmp_path)
+    from rlopt.analysis.plots import colours
+
+    palette = colours(sorted({r.setting for r in runs}, key=str.lower))
+    for name in ("sample_efficiency.png", "curves_Hopper-v5.png"):
+        panels = [ax for ax in figures[name].axes if ax.get_visible()]
+        assert [ax.get_title() for ax in panels] == ["adabelief", "adam", "adamssm", "adan", "adopt"], name
+        assert len({round(ax.get_position().y0, 3) for ax in panels}) == 2, name  # 4 + 1, not 5 rows
+        for ax in panels:
+            grey = [line for line in ax.get_lines() if line.get_color() == "0.7"]
+            coloured = [line for line in ax.get_lines() if line.get_color() != "0.7"]
+            assert len(coloured) == 1 and len(grey) == 4, name  # the other four, on either row
+            assert tuple(coloured[0].get_color()) == palette[ax.get_title()], name
+        assert figures[name]._suptitle.get_text().endswith("(grey: the other settings of the figure)")
+
+
 def test_two_settings_share_one_panel(tmp_path: Path) -> None:
     figures = report_figures(grid_study(beta1s=(0.9,), beta2s=(0.999,)), tmp_path)
     (panel,) = figures["sample_efficiency.png"].axes

@@ -82,12 +82,16 @@ def panel_rows(
     """The rows of a small-multiples curve figure: ``(row title, arms)``, one panel per arm.
 
     ``groups`` (e.g. one per optimizer) puts each group on its own row, in the group's order; a group
-    of more than :data:`MAX_COLUMNS` arms wraps onto further rows. Arms in no group form a last row.
+    of more than :data:`MAX_COLUMNS` arms wraps onto further rows. Groups of one arm (e.g. five
+    optimizers at one setting each) share rows instead, after the others, as do arms in no group: a
+    row per arm would stack one-panel rows and leave each panel nothing to compare with.
     """
     wanted = list(labels)
     kept = [(t, [x for x in members if x in wanted]) for t, members in (groups or {"": wanted}).items()]
     kept = [(t, m) for t, m in kept if m]
-    leftover = [x for x in wanted if not any(x in m for _, m in kept)]
+    singles = [m[0] for _, m in kept if len(m) == 1]
+    kept = [(t, m) for t, m in kept if len(m) > 1]
+    leftover = singles + [x for x in wanted if x not in singles and not any(x in m for _, m in kept)]
     if leftover:
         kept.append(("", leftover))
     return [(title, members[i : i + MAX_COLUMNS]) for title, members in kept
@@ -109,8 +113,9 @@ def curves(
     Up to :data:`MAX_BANDS_PER_PANEL` arms share one panel, coloured by ``palette``. More arms are
     small multiples with shared axes: one panel per arm, a row per group (``groups``, e.g. per
     optimizer, so the columns of a β grid are its β values), each panel with its arm's curve and band
-    in colour over the other arms of its row as thin grey lines. The k-th panel of every row takes the
-    k-th colour (for a β grid: one colour per β).
+    in colour over the other arms of its group as thin grey lines. The k-th panel of every group takes
+    the k-th colour (for a β grid: one colour per β); arms alone in their group share rows
+    (:func:`panel_rows`) in their ``palette`` colours, each panel showing the others in grey.
     """
     labels = list(bands)
     if len(labels) <= MAX_BANDS_PER_PANEL:
@@ -127,15 +132,22 @@ def curves(
     cols = max(len(members) for _, members in rows)
     fig = Figure(figsize=(0.8 + 3.1 * cols, 1.0 + 2.5 * len(rows)))
     axes = fig.subplots(len(rows), cols, squeeze=False, sharex=True, sharey=True)
-    for r, (_, members) in enumerate(rows):
-        shades = colours(members)
+    # a panel's grey lines are the rest of its group, over however many rows the group wraps onto
+    group_of: dict[str, list[str]] = {}
+    for row_title, members in rows:
+        group_of.setdefault(row_title, []).extend(members)
+    for r, (row_title, members) in enumerate(rows):
+        group = group_of[row_title]
+        # a group: the k-th colour for its k-th setting (a β's colour in every optimizer's row); the
+        # shared rows of single arms keep each arm's own colour (as in the other figures)
+        shades = colours(group) if row_title else {m: palette[m] for m in group}
         for c in range(cols):
             ax = axes[r, c]
             if c >= len(members):
                 ax.set_visible(False)
                 continue
             label = members[c]
-            for other in members:
+            for other in group:
                 if other != label:
                     ax.plot(bands[other].x, bands[other].estimate, color="0.7", lw=0.8, zorder=1)
             _band(ax, bands[label], label, shades[label])
@@ -148,7 +160,11 @@ def curves(
             if r == len(rows) - 1 or (r + 1 < len(rows) and c >= len(rows[r + 1][1])):
                 ax.set_xlabel(xlabel, fontsize=8)
                 ax.xaxis.set_tick_params(labelbottom=True)
-    fig.suptitle(f"{title}   (grey: the other settings of the row)", fontsize=11)
+    titled = [bool(row_title) for row_title, _ in rows]
+    context = ("of its optimizer entry" if all(titled) else
+               "of its optimizer entry, or the other entries of one setting" if any(titled) else
+               "of the figure")
+    fig.suptitle(f"{title}   (grey: the other settings {context})", fontsize=11)
     return _save(fig, path)
 
 
