@@ -88,10 +88,11 @@ STUDY = "{study}"
 """Stands in a row for its study cell, which only the file the table goes into can fill (its links)."""
 
 
-def verdict_cells(verdict: Verdict, counted: int) -> tuple[str, str]:
-    """The verdict and effect cells of a claim's row; ``—`` while no run counts yet (runs in flight
-    count when their trial completes), where a verdict on no data would read as a result."""
-    if not counted:
+def verdict_cells(verdict: Verdict, complete: bool) -> tuple[str, str]:
+    """The verdict and effect cells of a claim's row; ``—`` while a study still training has no data
+    for the claim (its arms' runs count when their trials complete), where "inconclusive: no data"
+    would read as a result. A complete study's verdict is shown whatever it rests on."""
+    if verdict.interval is None and not complete:
         return "—", "—"
     effect = verdict.measured + (f"; each task alone: {verdict.per_task}" if verdict.per_task else "")
     return f"**{verdict.outcome}**: {verdict.reason}", effect
@@ -130,7 +131,7 @@ def study_rows(path: Path, stages: Sequence[Stage]) -> tuple[str | None, list[li
     state = progress.describe()
     rows = []
     for v in verdicts:
-        verdict, effect = verdict_cells(v, len(counted))
+        verdict, effect = verdict_cells(v, progress.complete)
         rows.append([f"{claim_label(path)}: {v.claim.statement}", STUDY, tasks,
                      _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state, verdict, effect,
                      f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits,

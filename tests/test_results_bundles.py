@@ -115,20 +115,34 @@ def test_the_claims_tables_of_both_readmes_are_generated_from_the_bundles() -> N
         assert all(f"[{path.stem}](" in text or f"`studies/{path.name}`" in text for path in claim1)
 
 
-def test_a_claim_with_no_run_counted_yet_shows_no_verdict_and_a_counted_one_does() -> None:
-    # a study whose first trial is still training has a bundle (its runs in flight) but no run that
-    # counts: "inconclusive: no task has finished runs" there would read as a result
+def test_a_claim_without_data_in_a_study_still_training_shows_no_verdict() -> None:
+    # the SAC study while its first trial (Adam) trains, or once Adam's runs count but no candidate's
+    # do: "inconclusive: no task has finished runs of both arms" there would read as a result
+    from rlopt.analysis.load import load_runs_untouched
     from rlopt.analysis.scores import normaliser_for
     from rlopt.analysis.verdict_table import judge
     from rlopt.config.study import load_spec
 
     script = load_script("claims_table")
     spec = load_spec(ROOT / "studies" / "claim6-8-sac-optimizers-vs-adam.yaml")
-    verdicts = judge(list(spec.claim), [], normaliser=normaliser_for([], suite=spec.suite))
-    assert verdicts and all(v.outcome.startswith("inconclusive") for v in verdicts)
-    assert all(script.verdict_cells(v, 0) == ("—", "—") for v in verdicts)
-    verdict, effect = script.verdict_cells(verdicts[0], 2)
-    assert verdict == f"**{verdicts[0].outcome}**: {verdicts[0].reason}" and effect == verdicts[0].measured
+    bundle = ROOT / "results" / "campaign" / "claim3-adan-vs-adam-ppo"  # complete: Adam and Adan
+    claim3_runs = load_runs_untouched(bundle)  # a committed bundle is never opened for writing
+    adam = [r for r in claim3_runs if r.optimizer == "adam"]
+    assert len(adam) == 10
+    normaliser = normaliser_for(adam, suite=spec.suite)
+    for records in ([], adam):
+        verdicts = judge(list(spec.claim), records, normaliser=normaliser)
+        assert len(verdicts) == 4 and all(v.interval is None for v in verdicts)
+        assert all(script.verdict_cells(v, complete=False) == ("—", "—") for v in verdicts)
+        # once the study is complete the verdict stands, whatever it rests on
+        verdict, effect = script.verdict_cells(verdicts[0], complete=True)
+        assert verdict == f"**{verdicts[0].outcome}**: {verdicts[0].reason}" and effect == "no data"
+    # a verdict with data is shown while the study trains: an interim verdict, the state cell says so
+    claim3 = load_spec(ROOT / "studies" / "claim3-adan-vs-adam-ppo.yaml")
+    (with_data,) = judge(list(claim3.claim), claim3_runs, normaliser=normaliser)
+    assert with_data.interval is not None
+    verdict, effect = script.verdict_cells(with_data, complete=False)
+    assert verdict.startswith(f"**{with_data.outcome}**") and effect.startswith(with_data.measured)
 
 
 def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
