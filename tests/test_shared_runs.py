@@ -141,16 +141,11 @@ def test_code_no_clean_commit_names_shares_nothing(commit: str | None) -> None:
 
 
 def test_a_copy_in_the_making_is_never_a_source_and_a_killed_ones_leftovers_go(tmp_path: Path) -> None:
-    from rlopt.study.shared_runs import copy_shared_run, finished_runs
+    from rlopt.study.shared_runs import COPIED_FROM, copy_shared_run, finished_runs
 
-    def trained_here(metrics_file: Path) -> bool:
-        """A finished run trained in its own folder: a copy's copy names the original (tested below)."""
-        metrics = json.loads(metrics_file.read_text())
-        finished = metrics.get("status") == "ok" and not (metrics_file.parent / "checkpoint.pt").exists()
-        return finished and "copied_from" not in metrics
-
-    runs = sorted((ROOT / "results" / "campaign").glob("*/*/trial_*/*/metrics.json"))
-    committed = next(p.parent for p in runs if trained_here(p))
+    # a committed finished run trained in its own folder: a copy's copy names the original (tested below)
+    committed = next(run for run in finished_runs(ROOT / "results" / "campaign").values()
+                     if COPIED_FROM not in json.loads((run / "metrics.json").read_text()))
     root = tmp_path / "runs"
     source = root / "first" / "adam" / "trial_0000" / committed.name
     shutil.copytree(committed, source)

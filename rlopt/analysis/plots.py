@@ -76,25 +76,30 @@ def _band(ax: Axes, band: Band, label: str, colour: tuple[float, ...], shared: b
                 ax.plot(band.x, edge, color=colour, lw=0.7, ls=(0, (3, 2)), alpha=0.7, zorder=2)
 
 
-def panel_rows(
+def panel_groups(
     labels: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
-) -> list[tuple[str, list[str]]]:
-    """The rows of a small-multiples curve figure: ``(row title, arms)``, one panel per arm.
+) -> dict[str, list[str]]:
+    """The groups of a small-multiples curve figure, ``{title: arms}``: each panel's arm is drawn over
+    the rest of its group in grey.
 
-    ``groups`` (e.g. one per optimizer) puts each group on its own row, in the group's order; a group
-    of more than :data:`MAX_COLUMNS` arms wraps onto further rows. Groups of one arm (e.g. five
-    optimizers at one setting each) share rows instead, after the others, as do arms in no group: a
-    row per arm would stack one-panel rows and leave each panel nothing to compare with.
+    ``groups`` (e.g. one per optimizer) keeps each group, in the group's order. Groups of one arm (e.g.
+    five optimizers at one setting each) join the arms in no group in one last group titled ``""``: a
+    group per arm would stack one-panel rows and leave each panel nothing to compare with.
     """
     wanted = list(labels)
-    kept = [(t, [x for x in members if x in wanted]) for t, members in (groups or {"": wanted}).items()]
-    kept = [(t, m) for t, m in kept if m]
-    singles = [m[0] for _, m in kept if len(m) == 1]
-    kept = [(t, m) for t, m in kept if len(m) > 1]
-    leftover = singles + [x for x in wanted if x not in singles and not any(x in m for _, m in kept)]
+    kept = {t: [x for x in members if x in wanted] for t, members in (groups or {"": wanted}).items()}
+    singles = [m[0] for m in kept.values() if len(m) == 1]
+    out = {t: m for t, m in kept.items() if len(m) > 1}
+    leftover = singles + [x for x in wanted if x not in singles and not any(x in m for m in out.values())]
     if leftover:
-        kept.append(("", leftover))
-    return [(title, members[i : i + MAX_COLUMNS]) for title, members in kept
+        out[""] = leftover
+    return out
+
+
+def panel_rows(groups: Mapping[str, Sequence[str]]) -> list[tuple[str, list[str]]]:
+    """The rows of the figure, ``(group title, arms)``: a row per group of :func:`panel_groups`, a group
+    of more than :data:`MAX_COLUMNS` arms wrapping onto further rows."""
+    return [(title, list(members[i : i + MAX_COLUMNS])) for title, members in groups.items()
             for i in range(0, len(members), MAX_COLUMNS)]
 
 
@@ -115,7 +120,7 @@ def curves(
     optimizer, so the columns of a β grid are its β values), each panel with its arm's curve and band
     in colour over the other arms of its group as thin grey lines. The k-th panel of every group takes
     the k-th colour (for a β grid: one colour per β); arms alone in their group share rows
-    (:func:`panel_rows`) in their ``palette`` colours, each panel showing the others in grey.
+    (:func:`panel_groups`) in their ``palette`` colours, each panel showing the others in grey.
     """
     labels = list(bands)
     if len(labels) <= MAX_BANDS_PER_PANEL:
@@ -128,16 +133,13 @@ def curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
         return _save(fig, path)
-    rows = panel_rows(labels, groups)
+    grouped = panel_groups(labels, groups)
+    rows = panel_rows(grouped)
     cols = max(len(members) for _, members in rows)
     fig = Figure(figsize=(0.8 + 3.1 * cols, 1.0 + 2.5 * len(rows)))
     axes = fig.subplots(len(rows), cols, squeeze=False, sharex=True, sharey=True)
-    # a panel's grey lines are the rest of its group, over however many rows the group wraps onto
-    group_of: dict[str, list[str]] = {}
-    for row_title, members in rows:
-        group_of.setdefault(row_title, []).extend(members)
     for r, (row_title, members) in enumerate(rows):
-        group = group_of[row_title]
+        group = grouped[row_title]  # a panel's grey lines: the rest of its group, on whichever row
         # a group: the k-th colour for its k-th setting (a β's colour in every optimizer's row); the
         # shared rows of single arms keep each arm's own colour (as in the other figures)
         shades = colours(group) if row_title else {m: palette[m] for m in group}
@@ -160,7 +162,7 @@ def curves(
             if r == len(rows) - 1 or (r + 1 < len(rows) and c >= len(rows[r + 1][1])):
                 ax.set_xlabel(xlabel, fontsize=8)
                 ax.xaxis.set_tick_params(labelbottom=True)
-    titled = [bool(row_title) for row_title, _ in rows]
+    titled = [bool(group_title) for group_title in grouped]
     context = ("of its optimizer entry" if all(titled) else
                "of its optimizer entry, or the other entries of one setting" if any(titled) else
                "of the figure")

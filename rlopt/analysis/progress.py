@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlopt.analysis.load import load_runs, pointing_back, untouched_copy
-from rlopt.analysis.scores import RunCensus, is_usable
+from rlopt.analysis.scores import RunCensus
 from rlopt.config.study import StudySpec
 from rlopt.records import RunRecord
 
@@ -48,8 +48,8 @@ def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[M
                 look: int) -> StudyProgress:
     """The progress of ``spec``'s study from its runs and, for sequential seeds, the judged ``looks``
     (:func:`rlopt.study.looks.history`) and the ``look`` index it is at."""
-    counted = sum(map(is_usable, records))
-    waiting = RunCensus.of(records).finished_running
+    census = RunCensus.of(records)
+    counted, waiting = census.usable, census.finished_running
     if not spec.seed_looks:
         return StudyProgress(counted, spec.planned_runs(), counted >= spec.planned_runs(), waiting=waiting)
     cells = spec.planned_runs() // len(spec.seeds)
