@@ -5,15 +5,16 @@
     python scripts/claims_table.py --check   # exit 1, naming the file, where a table differs
 
 One row per claim of every ``studies/claim*.yaml``: its study (the report where a bundle is committed
-under ``results/campaign/``), algorithm and tasks, steps per run against the paper's, seeds, the runs
-that count out of those planned, the verdict with its reason, the effect with its interval (95%; per look
-for sequential seeds) and each task alone, the wall time of the runs that count, the commits that made
-them and the pinned stage that trains the study (``results/campaign/pins.yaml``, which
-``scripts/resume_campaign.py`` resumes). Every cell is read from the study file or computed from the
-bundle as ``rlopt report`` computes it (the same verdict function on the same runs, 2000 resamples, seed
-0), so the tables cannot drift from the evidence or be edited by hand unnoticed:
-``tests/test_results_bundles.py`` runs ``--check``. The table sits between :data:`BEGIN` and :data:`END`
-in each file; the text around it is the authors'.
+under ``results/campaign/``), algorithm and tasks, steps per run against the paper's, seeds, the runs that
+count out of those planned (while the study trains, also the claim's own: its verdict is final once they
+are all in, :func:`rlopt.analysis.progress.claim_progress`), the verdict with its reason, the effect with
+its interval (95%; per look for sequential seeds) and each task alone, the wall time of the runs that
+count, the commits that made them and the pinned stage that trains the study
+(``results/campaign/pins.yaml``, which ``scripts/resume_campaign.py`` resumes). Every cell is read from
+the study file or computed from the bundle as ``rlopt report`` computes it (the same verdict function on
+the same runs, 2000 resamples, seed 0), so the tables cannot drift from the evidence or be edited by hand
+unnoticed: ``tests/test_results_bundles.py`` runs ``--check``. The table sits between :data:`BEGIN` and
+:data:`END` in each file; the text around it is the authors'.
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ STUDY = "{study}"
 """Stands in a row for its study cell, which only the file the table goes into can fill (its links)."""
 
 
-def verdict_cells(verdict: Verdict, complete: bool) -> tuple[str, str]:
+def verdict_cells(verdict: Verdict, final: bool) -> tuple[str, str]:
     """The verdict and effect cells of a claim's row; ``—`` while a study still training has no data
     for the claim (its arms' runs count when their trials complete), where "inconclusive: no data"
-    would read as a result. A complete study's verdict is shown whatever it rests on."""
-    if verdict.interval is None and not complete:
+    would read as a result. A final verdict (its study complete, or its own runs all in) is shown
+    whatever it rests on."""
+    if verdict.interval is None and not final:
         return "—", "—"
     effect = verdict.measured + (f"; each task alone: {verdict.per_task}" if verdict.per_task else "")
     return f"**{verdict.outcome}**: {verdict.reason}", effect
@@ -121,17 +123,21 @@ def study_rows(path: Path, stages: Sequence[Stage]) -> tuple[str | None, list[li
         return None, [[f"{claim_label(path)}: {c.statement}", STUDY, tasks,
                  _budget(spec.timesteps, c.paper_timesteps), seeds, f"not started (0 of {asked})",
                  "—", "—", "—", "—", pinned_stage(path, stages)] for c in claims]
-    from rlopt.analysis.progress import study_progress
+    from rlopt.analysis.progress import claim_progress, study_progress
 
     records, progress = study_progress(spec, bundle)
     counted = [r for r in records if is_usable(r)]
     commits = ", ".join(sorted({c for c in map(_commit, (r.run_dir for r in counted)) if c})) or "—"
-    verdicts = judge(claims, records, normaliser=normaliser_for(records, suite=spec.suite))
+    normaliser = normaliser_for(records, suite=spec.suite)
+    verdicts = judge(claims, records, normaliser=normaliser)
     hours = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in counted) / 3600
-    state = progress.describe()
     rows = []
     for v in verdicts:
-        verdict, effect = verdict_cells(v, progress.complete)
+        state, final = progress.describe(), progress.complete
+        if not progress.complete:  # a claim whose own runs are all in is decided before its study
+            own = claim_progress(spec, v.claim, records, normaliser)
+            state, final = f"{state}; {own.describe()}", own.settled
+        verdict, effect = verdict_cells(v, final)
         rows.append([f"{claim_label(path)}: {v.claim.statement}", STUDY, tasks,
                      _budget(spec.timesteps, v.claim.paper_timesteps), seeds, state, verdict, effect,
                      f"{hours:.1f} run-hours ({len(counted)} runs)" if counted else "—", commits,

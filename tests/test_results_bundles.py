@@ -133,16 +133,48 @@ def test_a_claim_without_data_in_a_study_still_training_shows_no_verdict() -> No
     for records in ([], adam):
         verdicts = judge(list(spec.claim), records, normaliser=normaliser)
         assert len(verdicts) == 4 and all(v.interval is None for v in verdicts)
-        assert all(script.verdict_cells(v, complete=False) == ("—", "—") for v in verdicts)
+        assert all(script.verdict_cells(v, final=False) == ("—", "—") for v in verdicts)
         # once the study is complete the verdict stands, whatever it rests on
-        verdict, effect = script.verdict_cells(verdicts[0], complete=True)
+        verdict, effect = script.verdict_cells(verdicts[0], final=True)
         assert verdict == f"**{verdicts[0].outcome}**: {verdicts[0].reason}" and effect == "no data"
     # a verdict with data is shown while the study trains: an interim verdict, the state cell says so
     claim3 = load_spec(ROOT / "studies" / "claim3-adan-vs-adam-ppo.yaml")
     (with_data,) = judge(list(claim3.claim), claim3_runs, normaliser=normaliser)
     assert with_data.interval is not None
-    verdict, effect = script.verdict_cells(with_data, complete=False)
+    verdict, effect = script.verdict_cells(with_data, final=False)
     assert verdict.startswith(f"**{with_data.outcome}**") and effect.startswith(with_data.measured)
+
+
+def test_a_verdict_whose_own_runs_are_all_in_is_final_before_its_study_completes(tmp_path: Path) -> None:
+    # claim 6's PPO study as it stood before AdamSSM's trial: AdaBelief's claim compares Adam's runs and
+    # AdaBelief's only, so its verdict then is the complete study's, and the report says it is final
+    from rlopt.analysis.load import load_runs_untouched
+    from rlopt.analysis.progress import claim_progress
+    from rlopt.analysis.scores import normaliser_for
+    from rlopt.analysis.verdict_table import judge
+    from rlopt.config.study import load_spec
+
+    name = "claim6-adabelief-adamssm-vs-adam-ppo"
+    spec = load_spec(ROOT / "studies" / f"{name}.yaml")
+    runs = load_runs_untouched(ROOT / "results" / "campaign" / name)
+    before = [r for r in runs if r.optimizer != "adamssm"]
+    normaliser = normaliser_for(runs, suite=spec.suite)
+    adabelief, adamssm = spec.claim
+    assert claim_progress(spec, adabelief, before, normaliser).settled
+    assert (claim_progress(spec, adamssm, before, normaliser).settled, claim_progress(
+        spec, adamssm, before, normaliser).counted) == (False, 10)  # Adam's 10 of its 20
+    early, late = (judge([adabelief], records, normaliser=normaliser)[0] for records in (before, runs))
+    assert (early.outcome, early.interval, early.measured) == (late.outcome, late.interval, late.measured)
+
+    copy = tmp_path / name
+    shutil.copytree(ROOT / "results" / "campaign" / name, copy, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(copy / "adamssm")  # its trial's runs not here yet
+    done = run_rlopt("report", copy, "--study-file", ROOT / "studies" / f"{name}.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    banner = (copy / "report" / "report.md").read_text().split("\n")[2]
+    assert banner.startswith("> **Partial data (partial: 20 of 30 runs)")
+    assert banner.endswith(f"this verdict is final all the same, every run it compares counting already: "
+                           f"*{adabelief.statement}*.")
 
 
 def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from _study_files import spec_with
 
-from rlopt.analysis.progress import progress_of
+from rlopt.analysis.progress import claim_arms, claim_progress, progress_of
+from rlopt.analysis.scores import Normaliser
+from rlopt.config.claims import Claim
 from rlopt.config.study import parse_spec
 from rlopt.records import RunRecord
 from rlopt.study.looks import LookResult
@@ -55,3 +57,43 @@ def test_a_sequential_study_asks_for_its_looks_seeds_and_is_complete_when_it_sto
         looks: list[dict[str, Any]], look: int, counted: int, expected: str) -> None:
     spec = parse_spec(spec_with(seeds={"initial": 2, "max": 4, "step": 2}, claim=CLAIM))
     assert progress_of(spec, _runs(counted), looks, look).describe() == expected
+
+
+SUITE = Normaliser.from_references({"InvertedPendulum-v5": (5.0, 1000.0)})
+"""References that do not move with the runs, as a suite's (the campaign's studies all have one)."""
+
+
+def _arm_runs(arm: str, seeds: range, status: str = "ok", trial: int = 0) -> list[RunRecord]:
+    return [RunRecord("s", trial, "COMPLETE", arm, arm, {"arm": arm}, "InvertedPendulum-v5", seed,
+                      np.zeros(1), np.zeros(1), {"status": status}) for seed in seeds]
+
+
+def test_a_claim_is_settled_once_every_run_of_the_entries_it_compares_counts() -> None:
+    # the SAC study of claims 6 and 8: one claim per optimizer against one Adam arm, the trials in turn
+    spec = parse_spec(spec_with(
+        optimizers=[{"optimizer": "adam"}, {"optimizer": "adopt"}, {"optimizer": "adan"}],
+        claim=[CLAIM, {**CLAIM, "statement": "Adan beats Adam", "candidate": {"optimizer": "adan"}}]))
+    adopt, adan = spec.claim
+    assert [a.label for a in claim_arms(spec, adopt)] == ["adam", "adopt"]
+    both = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(2))
+    settled = claim_progress(spec, adopt, both, SUITE)
+    assert (settled.counted, settled.asked, settled.settled) == (4, 4, True)
+    assert settled.describe() == "this claim's 4 of 4 runs all in: verdict final"
+    pending = claim_progress(spec, adan, both, SUITE)  # Adan's trial has not run: Adam's 2 of its 4
+    assert (pending.counted, pending.asked, pending.settled) == (2, 4, False)
+    assert pending.describe() == "this claim's runs: 2 of 4"
+    # a run still training, or a second run of a cell (a duplicate counts once), leaves it open
+    training = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(1)) + _arm_runs("adopt", range(1, 2),
+                                                                                     status="running")
+    assert not claim_progress(spec, adopt, training, SUITE).settled
+    twice = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(1)) + _arm_runs("adopt", range(1), trial=1)
+    assert claim_progress(spec, adopt, twice, SUITE).counted == 3
+    # scores normalised over the study's own runs move with every run added: never final early
+    assert not claim_progress(spec, adopt, both, Normaliser.from_runs(both)).settled
+
+
+def test_a_claim_of_a_sequential_study_is_never_settled_before_its_study() -> None:
+    # a later look may add seeds to its arms, however complete they are at this look
+    spec = parse_spec(spec_with(seeds={"initial": 2, "max": 4, "step": 2}, claim=CLAIM))
+    runs = _arm_runs("adam", range(4)) + _arm_runs("adopt", range(4))
+    assert not claim_progress(spec, Claim.from_dict(CLAIM), runs, SUITE).settled

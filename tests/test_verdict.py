@@ -334,6 +334,24 @@ def test_selector_lists_and_alternatives_match_as_documented() -> None:
     assert not c.baseline.matches(run("d", "T", 0, 1.0, betas=(0.9, 0.999)))
 
 
+def test_a_selector_may_select_an_entry_unless_a_key_it_names_rules_it_out() -> None:
+    # which optimizer entries of a study a claim can draw runs from (rlopt.analysis.progress.claim_arms)
+    c = Claim.from_dict(
+        {
+            "statement": "s",
+            "source": "p",
+            "kind": "better",
+            "candidate": [{"scaling_rule": "sqrt"}, {"optimizer": ["b", "c"], "beta2": 0.999}],
+            "baseline": {"beta2": 0.99},
+        }
+    )
+    assert c.candidate.may_select({"optimizer": "a", "scaling_rule": "sqrt"})
+    assert c.candidate.may_select({"optimizer": "c", "scaling_rule": "none"})  # its betas are unknown
+    assert not c.candidate.may_select({"optimizer": "a", "scaling_rule": "none"})
+    assert not c.candidate.may_select({"optimizer": "d", "scaling_rule": "linear"})
+    assert c.baseline is not None and c.baseline.may_select({"optimizer": "d", "scaling_rule": "none"})
+
+
 def test_beta_keys_pick_one_entry_of_the_betas() -> None:
     c = Claim.from_dict({**BASE, "candidate": {"beta2": [0.99, 0.999]}})
     assert c.candidate.matches(run("a", "T", 0, 1.0, betas=[0.9, 0.999]))

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rlopt.analysis.load import load_runs, pointing_back, untouched_copy
-from rlopt.analysis.scores import RunCensus
-from rlopt.config.study import StudySpec
+from rlopt.analysis.scores import Normaliser, RunCensus, is_usable, mark_duplicates
+from rlopt.config.claims import Claim
+from rlopt.config.study import Arm, StudySpec
 from rlopt.records import RunRecord
 
 
@@ -58,6 +59,48 @@ def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[M
     of = f"of {len(spec.seed_looks)}, {seeds} seeds per cell, up to {spec.seed_looks[-1]}"
     where = f"stopped at look {len(looks)} {of}" if final else f"look {look + 1} {of}"
     return StudyProgress(counted, cells * seeds, final, where, waiting)
+
+
+@dataclass(frozen=True)
+class ClaimProgress:
+    """How far the runs one claim compares got, within its study: ``counted`` of the ``asked`` runs of
+    the optimizer entries it draws on (:func:`claim_arms`); ``settled`` when its verdict can no longer
+    change while the rest of the study trains (:func:`claim_progress`)."""
+
+    counted: int
+    asked: int
+    settled: bool
+
+    def describe(self) -> str:
+        """``this claim's 20 of 20 runs all in: verdict final`` or ``this claim's runs: 12 of 20``."""
+        if self.settled:
+            return f"this claim's {self.counted} of {self.asked} runs all in: verdict final"
+        return f"this claim's runs: {self.counted} of {self.asked}"
+
+
+def claim_arms(spec: StudySpec, claim: Claim) -> list[Arm]:
+    """The study's optimizer entries whose runs the claim may compare: those its candidate or baseline
+    can select by optimizer, scaling rule or entry label (an entry whose settings the selectors name
+    only by betas, lr... is counted in: it may hold a selected run)."""
+    selectors = [s for s in (claim.candidate, claim.baseline) if s is not None]
+    return [arm for arm in spec.arms if any(
+        s.may_select({"optimizer": arm.optimizer, "scaling_rule": arm.scaling_rule, "arm": arm.label})
+        for s in selectors)]
+
+
+def claim_progress(spec: StudySpec, claim: Claim, records: Sequence[RunRecord],
+                   normaliser: Normaliser) -> ClaimProgress:
+    """The runs that count of the claim's optimizer entries (:func:`claim_arms`), of the runs the study
+    asks of them. The claim is *settled* when all of those count, its seeds are fixed (sequential seeds
+    may add more) and its scores' references are the suite's, not drawn from the study's runs
+    (:meth:`rlopt.analysis.scores.Normaliser.from_runs`): the verdict reads only these runs, so the
+    entries still training cannot change it."""
+    arms = claim_arms(spec, claim)
+    labels = {arm.label for arm in arms}
+    counted = sum(is_usable(r) and (r.params or {}).get("arm") in labels for r in mark_duplicates(records))
+    asked = sum(spec.trials_for(arm) for arm in arms) * len(spec.tasks) * len(spec.seeds)
+    settled = bool(arms) and counted >= asked and not spec.seed_looks and not normaliser.drawn_from_runs
+    return ClaimProgress(counted, asked, settled)
 
 
 def study_progress(spec: StudySpec, study_dir: Path) -> tuple[list[RunRecord], StudyProgress]:

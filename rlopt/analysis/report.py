@@ -146,6 +146,7 @@ def write_report(
     confidence: float = stats.DEFAULT_CONFIDENCE,
     planned_runs: int | None = None,
     note: str | None = None,
+    final_claims: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``, ``report.html`` and the figures of a study into ``out_dir``.
 
@@ -163,6 +164,8 @@ def write_report(
         confidence: Confidence level of the intervals in the tables and figures.
         planned_runs: Runs the study asks for (the report says partial while fewer are usable).
         note: A line on how the study was run, shown under the title (e.g. its sequential looks).
+        final_claims: Statements of the claims whose verdict a partial study can no longer change
+            (their own runs all in: :func:`rlopt.analysis.progress.claim_progress`), named under the title.
 
     Returns:
         The path of ``report.md``.
@@ -180,7 +183,7 @@ def write_report(
     boot = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
     study = records[0].study if records else "(no runs)"
     w = _Writer(out)
-    _header(w, title or f"rlopt report: {study}", census, partial, planned_runs)
+    _header(w, title or f"rlopt report: {study}", census, partial, planned_runs, final_claims)
     if note:
         w.add(f"> {note}.")
     verdicts = judge(claim_list, records, normaliser=normaliser, n_resamples=n_resamples, seed=seed)
@@ -198,15 +201,21 @@ def write_report(
     return md_path
 
 
-def _header(w: _Writer, title: str, census: RunCensus, partial: bool, planned_runs: int | None) -> None:
-    """The title, and what the reader must know before any number: partial data, runs left out."""
+def _header(w: _Writer, title: str, census: RunCensus, partial: bool, planned_runs: int | None,
+            final_claims: Sequence[str]) -> None:
+    """The title, and what the reader must know before any number: partial data (and which verdicts
+    are final all the same), runs left out."""
     w.add(f"# {title}")
     if partial:
         of_planned = f"partial: {census.usable} of {planned_runs} runs" if planned_runs is not None else ""
+        one = len(final_claims) == 1
+        final = (f"; {'this verdict is' if one else 'these verdicts are'} final all the same, every run "
+                 f"{'it compares' if one else 'they compare'} counting already: "
+                 + "; ".join(f"*{c}*" for c in final_claims) if final_claims else "")
         w.add(
             f"> **Partial data{' (' + of_planned + ')' if of_planned else ''}: the study is still running.** "
             f"{census.describe()}. Every number below uses only the {census.usable} runs that count "
-            "(finished, in a complete trial) and will change."
+            f"(finished, in a complete trial) and will change{final}."
         )
     excluded = sum(census.counts[s] for s in ("pruned", "stopped", "failed", "duplicate"))
     if excluded:

@@ -248,10 +248,12 @@ class Normaliser:
     Attributes:
         bounds: ``{task: (low, high)}``.
         source: One line saying where the references come from, for reports.
+        drawn_from_runs: True for :meth:`from_runs`: the scores then move with every run added.
     """
 
     bounds: Mapping[str, tuple[float, float]]
     source: str
+    drawn_from_runs: bool = False
 
     @classmethod
     def from_references(cls, references: Mapping[str, Any], source: str = "reference scores") -> Normaliser:
@@ -309,7 +311,7 @@ class Normaliser:
                 continue
             low, high = min(values), max(values)
             bounds[task] = (low, high) if high > low else (low, low + 1.0)
-        return cls(bounds, "min–max over every evaluation of this study's finished runs on each task")
+        return cls(bounds, "min–max over every evaluation of this study's finished runs on each task", True)
 
     def __call__(self, task: str, values: np.ndarray | float) -> np.ndarray:
         """Normalised ``values`` of ``task``."""

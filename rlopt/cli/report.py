@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlopt.analysis.scores import Normaliser
+    from rlopt.config.claims import Claim
+    from rlopt.records import RunRecord
 
 
 def register(subparsers: Any) -> None:
@@ -82,6 +87,17 @@ def _planned_runs(spec: Any, look: int) -> int | None:
     return (spec.at_look(look) if spec.seed_looks else spec).planned_runs()
 
 
+def _final_claims(spec: Any, claims: Sequence[Claim], records: Sequence[RunRecord],
+                  normaliser: Normaliser) -> list[str]:
+    """Statements of the claims whose own runs are all in (:func:`rlopt.analysis.progress.claim_progress`),
+    for a study file the report can read; none otherwise."""
+    if spec is None:
+        return []
+    from rlopt.analysis.progress import claim_progress
+
+    return [c.statement for c in claims if claim_progress(spec, c, records, normaliser).settled]
+
+
 def _look(study_dir: Path, storage: str | None) -> tuple[int, str | None]:
     """The look a sequential study is at, and a line on how its looks went."""
     from rlopt.study import looks
@@ -128,17 +144,19 @@ def run(args: argparse.Namespace) -> int:
                 f"each verdict's interval at the per-look confidence (Bonferroni over "
                 f"{len(validated.seed_looks)} looks)" + (f"; {judged}" if judged else ""))
     out = args.out or study_dir / "report"
+    normaliser = normaliser_for(records, suite=spec.get("suite"))
     path = write_report(
         records,
         claims,
         out,
-        normaliser=normaliser_for(records, suite=spec.get("suite")),
+        normaliser=normaliser,
         title=f"rlopt report: {spec.get('name') or study_dir.name}",
         command=recorded_command(study_dir, records),
         n_resamples=args.resamples,
         seed=args.seed,
         planned_runs=_planned_runs(validated, look),
         note=note,
+        final_claims=_final_claims(validated, claims, records, normaliser),
     )
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

@@ -111,6 +111,11 @@ def _same(value: Any, wanted: Any) -> bool:
     return value == wanted or str(value) == str(wanted)
 
 
+def _wanted(value: Any, wanted: Any) -> bool:
+    """A selector value matches ``wanted``, or one of them where ``wanted`` is a list."""
+    return _same(value, wanted) or (isinstance(wanted, list) and any(_same(value, w) for w in wanted))
+
+
 _BETA_KEY = re.compile(r"^beta([1-9])$")
 
 
@@ -165,17 +170,21 @@ class Selector:
         """Whether the run belongs to this arm."""
         return any(self._matches_one(record, alternative) for alternative in self.alternatives)
 
+    def may_select(self, known: Mapping[str, Any]) -> bool:
+        """Whether the arm can hold a run whose keys in ``known`` have these values, whatever its other
+        keys (betas, lr...) turn out to be: e.g. which optimizer entries of a study, known by
+        ``{"optimizer": ..., "scaling_rule": ...}``, a claim may draw runs from."""
+        return any(
+            all(_wanted(known[key], wanted) for key, wanted in alternative.items() if key in known)
+            for alternative in self.alternatives
+        )
+
     @staticmethod
     def _matches_one(record: Selectable, alternative: Mapping[str, Any]) -> bool:
-        for key, wanted in alternative.items():
-            if _missing(record, key):
-                return False
-            value = record_value(record, key)
-            if not (
-                _same(value, wanted) or (isinstance(wanted, list) and any(_same(value, w) for w in wanted))
-            ):
-                return False
-        return True
+        return all(
+            not _missing(record, key) and _wanted(record_value(record, key), wanted)
+            for key, wanted in alternative.items()
+        )
 
     def describe(self) -> str:
         """``"optimizer=adopt"``, alternatives joined by ``" or "``."""
