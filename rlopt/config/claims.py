@@ -171,8 +171,8 @@ class Selector:
         return any(self._matches_one(record, alternative) for alternative in self.alternatives)
 
     def may_select(self, known: Mapping[str, Any]) -> bool:
-        """Whether the arm can hold a run whose keys in ``known`` have these values, whatever its other
-        keys (betas, lr...) turn out to be: e.g. which optimizer entries of a study, known by
+        """Whether this selector can pick a run whose keys in ``known`` have these values, whatever its
+        other keys (betas, lr...) turn out to be: e.g. which optimizer entries of a study, known by
         ``{"optimizer": ..., "scaling_rule": ...}``, a claim may draw runs from."""
         return any(
             all(_wanted(known[key], wanted) for key, wanted in alternative.items() if key in known)
