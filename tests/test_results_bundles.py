@@ -177,6 +177,23 @@ def test_a_verdict_whose_own_runs_are_all_in_is_final_before_its_study_completes
                            f"*{adabelief.statement}*.")
 
 
+def test_the_multiplicity_check_the_readmes_quote_is_what_rlopt_verdict_computes(tmp_path: Path) -> None:
+    # the SAC study's four claims are each at 95%; the results quote AdamSSM's interval under a
+    # Bonferroni correction over the four, from a committed claim file, so the text cannot go stale
+    import re
+
+    check = ROOT / "results" / "checks" / "claim6-sac-adamssm-bonferroni.yaml"
+    runs = ROOT / "results" / "campaign" / "claim6-8-sac-optimizers-vs-adam" / "runs.csv"
+    done = run_rlopt("verdict", check, runs, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r"difference \+ margin ([+-][0-9.]+) \[([+-]?[0-9.-]+), ([+-]?[0-9.-]+)\]", done.stdout)
+    assert found and "98.75% CI" in done.stdout, done.stdout[-2000:]
+    low, high = (float(v) for v in found.groups()[1:])
+    quoted = f"[{low:+.3f}, {high:+.3f}]".replace("-", "\u2212")
+    for readme in (ROOT / "results" / "README.md", ROOT / "README.md"):
+        assert quoted in readme.read_text(), f"{readme} does not quote {quoted}"
+
+
 def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     # the table names each study's stage from results/campaign/pins.yaml, read by the same validating
     # reader as scripts/resume_campaign.py (rlopt.config.pins)
