@@ -21,9 +21,11 @@ CLAIM = {"statement": "ADOPT beats Adam", "source": "test", "kind": "better",
          "candidate": {"optimizer": "adopt"}, "baseline": {"optimizer": "adam"}, "min_runs": 2}
 
 
-def _runs(n: int, status: str = "ok", trial_state: str = "COMPLETE") -> list[RunRecord]:
-    return [RunRecord("s", 0, trial_state, "adam", "adam", {}, "InvertedPendulum-v5", seed, np.zeros(1),
-                      np.zeros(1), {"status": status}) for seed in range(n)]
+def _runs(n: int, status: str = "ok", trial_state: str = "COMPLETE", *, arm: str = "adam",
+          first_seed: int = 0, trial: int = 0) -> list[RunRecord]:
+    return [RunRecord("s", trial, trial_state, arm, arm, {"arm": arm}, "InvertedPendulum-v5", seed,
+                      np.zeros(1), np.zeros(1), {"status": status})
+            for seed in range(first_seed, first_seed + n)]
 
 
 def _look(look: int, seeds: int, final: bool) -> dict[str, Any]:
@@ -63,11 +65,6 @@ SUITE = Normaliser.from_references({"InvertedPendulum-v5": (5.0, 1000.0)})
 """References that do not move with the runs, as a suite's (the campaign's studies all have one)."""
 
 
-def _arm_runs(arm: str, seeds: range, status: str = "ok", trial: int = 0) -> list[RunRecord]:
-    return [RunRecord("s", trial, "COMPLETE", arm, arm, {"arm": arm}, "InvertedPendulum-v5", seed,
-                      np.zeros(1), np.zeros(1), {"status": status}) for seed in seeds]
-
-
 def test_a_claim_is_settled_once_every_run_of_the_entries_it_compares_counts() -> None:
     # the SAC study of claims 6 and 8: one claim per optimizer against one Adam arm, the trials in turn
     spec = parse_spec(spec_with(
@@ -75,7 +72,7 @@ def test_a_claim_is_settled_once_every_run_of_the_entries_it_compares_counts() -
         claim=[CLAIM, {**CLAIM, "statement": "Adan beats Adam", "candidate": {"optimizer": "adan"}}]))
     adopt, adan = spec.claim
     assert [a.label for a in claim_arms(spec, adopt)] == ["adam", "adopt"]
-    both = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(2))
+    both = _runs(2, arm="adam") + _runs(2, arm="adopt")
     settled = claim_progress(spec, adopt, both, SUITE)
     assert (settled.counted, settled.asked, settled.settled) == (4, 4, True)
     assert settled.describe() == "this claim's 4 of 4 runs all in: verdict final"
@@ -83,10 +80,10 @@ def test_a_claim_is_settled_once_every_run_of_the_entries_it_compares_counts() -
     assert (pending.counted, pending.asked, pending.settled) == (2, 4, False)
     assert pending.describe() == "this claim's runs: 2 of 4"
     # a run still training, or a second run of a cell (a duplicate counts once), leaves it open
-    training = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(1)) + _arm_runs("adopt", range(1, 2),
-                                                                                     status="running")
+    training = _runs(2, arm="adam") + _runs(1, arm="adopt") + _runs(1, status="running", arm="adopt",
+                                                                          first_seed=1)
     assert not claim_progress(spec, adopt, training, SUITE).settled
-    twice = _arm_runs("adam", range(2)) + _arm_runs("adopt", range(1)) + _arm_runs("adopt", range(1), trial=1)
+    twice = _runs(2, arm="adam") + _runs(1, arm="adopt") + _runs(1, arm="adopt", trial=1)
     assert claim_progress(spec, adopt, twice, SUITE).counted == 3
     # scores normalised over the study's own runs move with every run added: never final early
     assert not claim_progress(spec, adopt, both, Normaliser.from_runs(both)).settled
@@ -95,5 +92,5 @@ def test_a_claim_is_settled_once_every_run_of_the_entries_it_compares_counts() -
 def test_a_claim_of_a_sequential_study_is_never_settled_before_its_study() -> None:
     # a later look may add seeds to its arms, however complete they are at this look
     spec = parse_spec(spec_with(seeds={"initial": 2, "max": 4, "step": 2}, claim=CLAIM))
-    runs = _arm_runs("adam", range(4)) + _arm_runs("adopt", range(4))
+    runs = _runs(4, arm="adam") + _runs(4, arm="adopt")
     assert not claim_progress(spec, Claim.from_dict(CLAIM), runs, SUITE).settled
