@@ -48,6 +48,23 @@ def test_a_fixed_seed_study_is_complete_when_every_planned_run_counts() -> None:
     assert not progress_of(spec, _runs(3) + _runs(1, trial_state="FAIL"), [], 0).complete
 
 
+def test_a_second_run_of_a_cell_is_not_counted_twice() -> None:
+    # the statistics take one run per (setting, task, seed) (mark_duplicates): so do the study's counts
+    grid = parse_spec(spec_with(seeds=2))
+    twice = _runs(3) + _runs(1, first_seed=2, trial=1)  # seed 2 twice, seed 3 never
+    progress = progress_of(grid, twice, [], 0)
+    assert (progress.counted, progress.duplicates, progress.complete) == (3, 1, False)
+    assert progress.describe() == "3 of 4 (partial; 1 second run of a cell, not counted)"
+    # a sampler's study ends with its trials, whatever it drew: complete, its second run said apart
+    drawn = parse_spec(spec_with(seeds=2, sampler="random", n_trials=1,
+                                 optimizers=[{"optimizer": "adam", "beta1": {"low": 0.8, "high": 0.9}},
+                                             {"optimizer": "adopt", "beta1": {"low": 0.8, "high": 0.9}}]))
+    assert drawn.planned_runs() == 4
+    progress = progress_of(drawn, twice, [], 0)
+    assert (progress.counted, progress.complete) == (3, True)
+    assert progress.describe() == "3 of 4 (complete; 1 second run of a cell, not counted)"
+
+
 @pytest.mark.parametrize(("looks", "look", "counted", "expected"), [
     ([], 0, 4, "4 of 4 (partial, look 1 of 2, 2 seeds per cell, up to 4)"),  # not judged yet
     ([_look(0, 2, False)], 1, 4, "4 of 8 (partial, look 2 of 2, 4 seeds per cell, up to 4)"),

@@ -1,13 +1,16 @@
 """How far a study got: its runs that count, of the runs asked for so far, and whether it is complete.
 
 A run *counts* when it finished in a complete trial that no later trial extends
-(:func:`rlopt.analysis.scores.is_usable`). A study with a fixed set of seeds asks for every run its file
-plans (:meth:`rlopt.config.study.StudySpec.planned_runs`) and is complete when that many count. A study
-with sequential seeds (:mod:`rlopt.study.looks`) asks for the first look's seeds per cell, and for more
-at each look that leaves a claim undecided: it is complete when the procedure has ended (its claims
-decided, or its last look judged), and the runs asked for are those of the look it reached. The claims
-table (``scripts/claims_table.py``) and ``scripts/resume_campaign.py`` both read it, so "complete" means
-one thing.
+(:func:`rlopt.analysis.scores.is_usable`) and is the first such run of its (setting, task, seed)
+(:func:`rlopt.analysis.scores.mark_duplicates`): the statistics take one run per cell, so the counts do
+too, for the study as for each claim. A study with a fixed set of seeds asks for every run its file
+plans (:meth:`rlopt.config.study.StudySpec.planned_runs`) and is complete when that many count; one
+whose sampler draws settings (``n_trials``) may draw a setting twice, and is complete when its trials
+are (its second runs of a cell said apart). A study with sequential seeds (:mod:`rlopt.study.looks`)
+asks for the first look's seeds per cell, and for more at each look that leaves a claim undecided: it
+is complete when the procedure has ended (its claims decided, or its last look judged), and the runs
+asked for are those of the look it reached. The claims table (``scripts/claims_table.py``) and
+``scripts/resume_campaign.py`` both read it, so "complete" means one thing.
 """
 
 from __future__ import annotations
@@ -28,37 +31,46 @@ from rlopt.records import RunRecord
 class StudyProgress:
     """``counted`` runs of the ``asked`` ones; ``complete`` as the module says; ``look`` says where a
     sequential study stands (``""`` for fixed seeds); ``waiting``: finished runs of trials still
-    running, which count when their trial completes."""
+    running, which count when their trial completes; ``duplicates``: second finished runs of a cell,
+    which do not count."""
 
     counted: int
     asked: int
     complete: bool
     look: str = ""
     waiting: int = 0
+    duplicates: int = 0
 
     def describe(self) -> str:
         """``20 of 20 (complete)``, ``12 of 20 (partial)``, ``20 of 20 (look 1 of 2, judging)``,
-        ``0 of 50 (partial; 2 more finished, waiting for their trial to complete)``..."""
+        ``0 of 50 (partial; 2 more finished, waiting for their trial to complete)``,
+        ``7 of 8 (complete; 1 second run of a cell, not counted)``..."""
         state = "complete" if self.complete else "partial"
         waiting = (f"; {self.waiting} more finished, waiting for their trial to complete"
                    if self.waiting else "")
-        return f"{self.counted} of {self.asked} ({state}{', ' + self.look if self.look else ''}{waiting})"
+        duplicates = (f"; {self.duplicates} second run{'s' if self.duplicates > 1 else ''} of a cell, "
+                      "not counted" if self.duplicates else "")
+        look = f", {self.look}" if self.look else ""
+        return f"{self.counted} of {self.asked} ({state}{look}{waiting}{duplicates})"
 
 
 def progress_of(spec: StudySpec, records: Sequence[RunRecord], looks: Sequence[Mapping[str, Any]],
                 look: int) -> StudyProgress:
     """The progress of ``spec``'s study from its runs and, for sequential seeds, the judged ``looks``
     (:func:`rlopt.study.looks.history`) and the ``look`` index it is at."""
-    census = RunCensus.of(records)
-    counted, waiting = census.usable, census.finished_running
+    census = RunCensus.of(mark_duplicates(records))
+    counted, waiting, duplicates = census.usable, census.finished_running, census.counts["duplicate"]
     if not spec.seed_looks:
-        return StudyProgress(counted, spec.planned_runs(), counted >= spec.planned_runs(), waiting=waiting)
+        # a grid is complete when each of its cells counts; a sampler's study when its trials are
+        finished = counted + (duplicates if spec.n_trials is not None else 0)
+        return StudyProgress(counted, spec.planned_runs(), finished >= spec.planned_runs(), waiting=waiting,
+                             duplicates=duplicates)
     cells = spec.planned_runs() // len(spec.seeds)
     final = bool(looks) and bool(looks[-1].get("final"))
     seeds = int(looks[-1]["seeds"]) if final else spec.seed_looks[min(look, len(spec.seed_looks) - 1)]
     of = f"of {len(spec.seed_looks)}, {seeds} seeds per cell, up to {spec.seed_looks[-1]}"
     where = f"stopped at look {len(looks)} {of}" if final else f"look {look + 1} {of}"
-    return StudyProgress(counted, cells * seeds, final, where, waiting)
+    return StudyProgress(counted, cells * seeds, final, where, waiting, duplicates)
 
 
 @dataclass(frozen=True)
