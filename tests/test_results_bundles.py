@@ -178,20 +178,41 @@ def test_a_verdict_whose_own_runs_are_all_in_is_final_before_its_study_completes
 
 
 def test_the_multiplicity_check_the_readmes_quote_is_what_rlopt_verdict_computes(tmp_path: Path) -> None:
-    # the SAC study's four claims are each at 95%; the results quote AdamSSM's interval under a
-    # Bonferroni correction over the four, from a committed claim file, so the text cannot go stale
+    # the SAC study's four claims are each at 95%; the results quote their intervals under a Bonferroni
+    # correction over the four, from a committed claim file, so the text cannot go stale
+    import dataclasses
     import re
 
-    check = ROOT / "results" / "checks" / "claim6-sac-adamssm-bonferroni.yaml"
-    runs = ROOT / "results" / "campaign" / "claim6-8-sac-optimizers-vs-adam" / "runs.csv"
-    done = run_rlopt("verdict", check, runs, cwd=tmp_path)
+    from rlopt.config.claims import claims_from_config
+    from rlopt.config.study import load_spec
+
+    name = "claim6-8-sac-optimizers-vs-adam"
+    study = {c.statement: c for c in load_spec(ROOT / "studies" / f"{name}.yaml").claim}
+    check = ROOT / "results" / "checks" / "claim6-8-sac-bonferroni.yaml"
+    corrected = claims_from_config(read_yaml(check, "claim file"))
+    assert corrected
+    for claim in corrected:  # the study's claim, at 1 - 0.05 / 4
+        assert claim.confidence == pytest.approx(1 - (1 - study[claim.statement].confidence) / len(study))
+        assert dataclasses.replace(claim, source="", confidence=0.95) == dataclasses.replace(
+            study[claim.statement], source="", paper_says="", confidence=0.95)
+
+    done = run_rlopt("verdict", check, ROOT / "results" / "campaign" / name / "runs.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r"difference \+ margin ([+-][0-9.]+) \[([+-]?[0-9.-]+), ([+-]?[0-9.-]+)\]", done.stdout)
-    assert found and "98.75% CI" in done.stdout, done.stdout[-2000:]
-    low, high = (float(v) for v in found.groups()[1:])
-    quoted = f"[{low:+.3f}, {high:+.3f}]".replace("-", "\u2212")
-    for readme in (ROOT / "results" / "README.md", ROOT / "README.md"):
-        assert quoted in readme.read_text(), f"{readme} does not quote {quoted}"
+    rows = {row.split(" | ")[0].lstrip("| "): row for row in _verdicts_section(done.stdout).splitlines()
+            if row.startswith("| ") and " | " in row}
+    reproduced_at_95 = {row.split(" | ")[0].lstrip("| ") for row in _verdicts_section(
+        (ROOT / "results" / "campaign" / name / "report" / "report.md").read_text()).splitlines()
+        if "| **reproduced** (" in row}
+    for claim in corrected:
+        row = rows[claim.statement]
+        found = re.search(r"difference \+ margin [+-][0-9.]+ \[([+-]?[0-9.]+), ([+-]?[0-9.]+)\]", row)
+        assert found and "98.75% CI" in row, row
+        low, high = (float(v) for v in found.groups())
+        quoted = f"[{low:+.3f}, {high:+.3f}]".replace("-", "\u2212")
+        readmes = ["results/README.md"] + (["README.md"] if claim.statement in reproduced_at_95 else [])
+        for readme in readmes:
+            assert quoted in (ROOT / readme).read_text(), f"{readme} lacks {quoted} ({claim.statement})"
+    assert "AdamSSM is competitive with Adam in SAC on MuJoCo" in reproduced_at_95
 
 
 def test_a_bad_pins_file_fails_the_claims_table_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
