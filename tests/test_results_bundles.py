@@ -198,11 +198,14 @@ def test_the_multiplicity_check_the_readmes_quote_is_what_rlopt_verdict_computes
 
     done = run_rlopt("verdict", check, ROOT / "results" / "campaign" / name / "runs.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {row.split(" | ")[0].lstrip("| "): row for row in _verdicts_section(done.stdout).splitlines()
-            if row.startswith("| ") and " | " in row}
-    reproduced_at_95 = {row.split(" | ")[0].lstrip("| ") for row in _verdicts_section(
-        (ROOT / "results" / "campaign" / name / "report" / "report.md").read_text()).splitlines()
-        if "| **reproduced** (" in row}
+    def claim_rows(markdown: str) -> dict[str, str]:  # verdict table rows by their claim's statement
+        return {row.split(" | ")[0].lstrip("| "): row for row in _verdicts_section(markdown).splitlines()
+                if row.startswith("| ") and " | " in row}
+
+    rows = claim_rows(done.stdout)
+    report = (ROOT / "results" / "campaign" / name / "report" / "report.md").read_text()
+    reproduced_at_95 = {statement for statement, row in claim_rows(report).items()
+                        if "| **reproduced** (" in row}
     for claim in corrected:
         row = rows[claim.statement]
         found = re.search(r"difference \+ margin [+-][0-9.]+ \[([+-]?[0-9.]+), ([+-]?[0-9.]+)\]", row)
