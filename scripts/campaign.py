@@ -30,7 +30,11 @@ SQLite storage (SQLite's online backup, safe while workers write), ``study.json`
 ``progress`` rewrites it from the bundle alone, and a test checks it). A run still training
 that has a checkpoint (``checkpoint.pt``, every ``checkpoint_every`` env steps of the study) is copied
 too, with its checkpoint: the next session moves it into the retry of its trial and it continues from
-there, bit for bit, instead of from zero. Run it while the campaign trains, then commit.
+there, bit for bit, instead of from zero. A run in flight whose folder cannot be committed (its checkpoint
+is over :data:`MAX_CHECKPOINT_BYTES`, as a long SAC run's replay buffer is, or it has none yet) trains
+again from zero elsewhere; ``progress.json`` keeps its evaluations so far and ``progress.md`` lists them
+apart, so the compute it got is visible without counting anywhere. Run it while the campaign trains,
+then commit.
 
 ``report`` writes, from each bundle (read from a temporary copy, so the committed database is never
 touched), ``runs.csv`` (``rlopt study export``: the long format ``rlopt verdict`` reads, one row per
@@ -54,7 +58,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rlopt import atomic
 
@@ -67,6 +71,8 @@ MAX_CHECKPOINT_BYTES = 8 * 2**20
 """In-flight checkpoints larger than this are not committed (a bundle stays <= 20 MB): PPO's are ~2 MB, a
 SAC run's grows with its replay buffer (~17 MB at 100k HalfCheetah steps), so such a run restarts."""
 FINISHED = ("ok", "diverged")
+UNFINISHED = ("running", "stopped")
+"""A run still training, or one a session's stop left (killed: ``running``; SIGTERM: ``stopped``)."""
 
 
 def fail(message: str) -> NoReturn:
@@ -141,6 +147,27 @@ def _copy_run(run_dir: Path, target: Path, names: tuple[str, ...]) -> None:
             atomic.copy_file(run_dir / name, target / name)
 
 
+def _progress_so_far(run_dir: Path) -> dict[str, object]:
+    """What the bundle keeps of a run in flight whose folder it cannot commit, so the compute spent on it
+    still shows (a SAC run's replay buffer outgrows :data:`MAX_CHECKPOINT_BYTES` long before a long run
+    ends): its commit and ``[timesteps, mean return, wall time s]`` of each evaluation so far."""
+    import csv
+
+    from rlopt.run.folder import read_json
+
+    rows: list[list[float]] = []
+    if (run_dir / "eval.csv").is_file():
+        with (run_dir / "eval.csv").open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    rows.append([int(float(row["timesteps"])), float(row["mean_return"]),
+                                 float(row["wall_time_s"])])
+                except (KeyError, TypeError, ValueError):
+                    continue  # a row being written while we read
+    commit = str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
+    return {"commit": commit, "evaluations": rows}
+
+
 def _checkpoint_steps(run_dir: Path) -> int | None:
     try:
         import torch
@@ -173,7 +200,11 @@ def snapshot_study(live: Path, bundle: Path) -> dict[str, int]:
             elif steps is not None:
                 in_flight.append({"run": str(relative), "checkpoint_timesteps": steps,
                                   "not_committed": f"checkpoint of {size / 2**20:.1f} MB > "
-                                                   f"{MAX_CHECKPOINT_BYTES / 2**20:.0f} MB: restarts"})
+                                                   f"{MAX_CHECKPOINT_BYTES / 2**20:.0f} MB: restarts",
+                                  **_progress_so_far(run_dir)})
+        elif _run_state(run_dir) in UNFINISHED:
+            in_flight.append({"run": str(relative), "not_committed": "no checkpoint yet: restarts",
+                              **_progress_so_far(run_dir)})
     # a run folder moved by a retry since the last snapshot leaves a stale copy: keep only live ones
     for metrics in sorted(bundle.glob("*/trial_*/*/metrics.json")):
         live_run = live / metrics.parent.relative_to(bundle)
@@ -199,7 +230,7 @@ def write_progress_table(bundle: Path) -> Path:
     from rlopt.study.shared_runs import COPIED_FROM
 
     progress = json.loads((bundle / "progress.json").read_text())
-    checkpoints = {str(e["run"]): e["checkpoint_timesteps"] for e in progress.get("in_flight", [])}
+    checkpoints = {str(e["run"]): e.get("checkpoint_timesteps") for e in progress.get("in_flight", [])}
     rows = []
     copies = 0
     for metrics_path in sorted(bundle.glob("*/trial_*/*/metrics.json")):
@@ -244,8 +275,46 @@ def write_progress_table(bundle: Path) -> Path:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     path = bundle / "progress.md"
-    atomic.write_text(path, "\n".join([*header, *rows]) + "\n")
+    atomic.write_text(path, "\n".join([*header, *rows, *_uncommitted_runs_table(progress)]) + "\n")
     return path
+
+
+def _uncommitted_runs_table(progress: dict[str, Any]) -> list[str]:
+    """The runs in flight whose folders the bundle could not take (``progress.json``'s evaluations so
+    far), a row each: how far each got, not a result (such a run trains again from zero elsewhere)."""
+    entries = [e for e in progress.get("in_flight", []) if "evaluations" in e]
+    if not entries:
+        return []
+    rows = [
+        "",
+        "## Runs in flight, not committed",
+        "",
+        "These runs were training when the snapshot was taken, but their folders are not in the bundle "
+        "(why: last column), so a new machine trains them again from zero. What they had evaluated by "
+        "then (`progress.json`, their eval.csv rows) shows how far the compute got; none of it counts "
+        "in a report. Wall time is that of the last evaluation, since the run (re)started.",
+        "",
+        "| run | evaluated env steps | evaluations | first eval | last eval | mean of last 5 evals "
+        "| best eval | wall time (h) | commit | not committed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in entries:
+        evaluations = entry["evaluations"]
+        returns = [row[1] for row in evaluations]
+        last = returns[-5:]
+        rows.append("| " + " | ".join([
+            f"`{entry['run']}`",
+            f"{int(evaluations[-1][0]):,}" if evaluations else "—",
+            str(len(evaluations)),
+            f"{returns[0]:,.0f}" if returns else "—",
+            f"{returns[-1]:,.0f}" if returns else "—",
+            f"{sum(last) / len(last):,.0f}" if last else "—",
+            f"{max(returns):,.0f}" if returns else "—",
+            f"{evaluations[-1][2] / 3600:.2f}" if evaluations else "—",
+            str(entry.get("commit") or "—"),
+            str(entry["not_committed"]),
+        ]) + " |")
+    return rows
 
 
 def _planned_runs(live: Path) -> int | None:

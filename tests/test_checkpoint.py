@@ -303,7 +303,7 @@ def test_a_study_killed_mid_run_resumes_the_run_from_its_checkpoint_through_a_bu
     assert trials[1].value == control_trial.value
 
 
-def test_a_snapshot_commits_small_checkpoints_of_runs_in_flight_and_names_the_ones_too_large(
+def test_a_snapshot_commits_small_checkpoints_of_runs_in_flight_and_the_curves_of_the_others(
     tmp_path: Path,
 ) -> None:
     import sqlite3
@@ -312,19 +312,37 @@ def test_a_snapshot_commits_small_checkpoints_of_runs_in_flight_and_names_the_on
     live, bundle = tmp_path / "live", tmp_path / "bundle"
     live.mkdir()
     sqlite3.connect(live / "study.db").close()
-    sizes = {"small": 1_000, "large": campaign.MAX_CHECKPOINT_BYTES + 1}
+    sizes = {"small": 1_000, "large": campaign.MAX_CHECKPOINT_BYTES + 1, "young": None}
+    evaluations = "timesteps,mean_return,wall_time_s\n20000,-250.5,113.2\n40000,2584.25,350.5\n"
     for name, size in sizes.items():
         run = live / "adam" / "trial_0000" / f"{name}_seed0"
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps({"status": "running"}))
-        torch.save({"timesteps": 50_016, "padding": b"x" * size}, run / CHECKPOINT_FILE)
+        (run / "eval.csv").write_text(evaluations)
+        (run / "versions.json").write_text(json.dumps({"git_commit": "5d45c315c09f"}))
+        if size is not None:  # "young": killed before its first checkpoint
+            torch.save({"timesteps": 50_016, "padding": b"x" * size}, run / CHECKPOINT_FILE)
+    failed = live / "adam" / "trial_0000" / "failed_seed1"  # a run that failed does not restart
+    failed.mkdir()
+    (failed / "metrics.json").write_text(json.dumps({"status": "failed"}))
     campaign.snapshot_study(live, bundle)
     progress = json.loads((bundle / "progress.json").read_text())
     by_run = {Path(e["run"]).name: e for e in progress["in_flight"]}
+    assert set(by_run) == {"small_seed0", "large_seed0", "young_seed0"}
     assert by_run["small_seed0"] == {"run": "adam/trial_0000/small_seed0", "checkpoint_timesteps": 50_016}
     assert "restarts" in by_run["large_seed0"]["not_committed"]
+    assert by_run["young_seed0"]["not_committed"] == "no checkpoint yet: restarts"
+    for name in ("large_seed0", "young_seed0"):  # not committed, but how far each got is kept
+        assert by_run[name]["evaluations"] == [[20_000, -250.5, 113.2], [40_000, 2584.25, 350.5]]
+        assert by_run[name]["commit"] == "5d45c31"
+        assert not (bundle / "adam" / "trial_0000" / name).exists()
     assert (bundle / "adam" / "trial_0000" / "small_seed0" / CHECKPOINT_FILE).is_file()
-    assert not (bundle / "adam" / "trial_0000" / "large_seed0").exists()
+    table = (bundle / "progress.md").read_text().split("## Runs in flight, not committed")
+    assert len(table) == 2 and "small_seed0" in table[0] and "large_seed0" not in table[0]
+    large_row = next(line for line in table[1].splitlines() if "large_seed0" in line)
+    assert [c.strip() for c in large_row.strip("|").split("|")][1:9] == [
+        "40,000", "2", "-250", "2,584", "1,167", "2,584", "0.10", "5d45c31"]
+    assert "young_seed0" in table[1] and "failed_seed1" not in table[0] + table[1]
     # the small run finishes: its next snapshot keeps its files and drops the checkpoint
     small = live / "adam" / "trial_0000" / "small_seed0"
     (small / "metrics.json").write_text(json.dumps({"status": "ok"}))
