@@ -52,6 +52,7 @@ commit trains which claims), makes the checkouts and resumes the unfinished clai
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sqlite3
@@ -151,8 +152,6 @@ def _progress_so_far(run_dir: Path) -> dict[str, object]:
     """What the bundle keeps of a run in flight whose folder it cannot commit, so the compute spent on it
     still shows (a SAC run's replay buffer outgrows :data:`MAX_CHECKPOINT_BYTES` long before a long run
     ends): its commit and ``[timesteps, mean return, wall time s]`` of each evaluation so far."""
-    import csv
-
     from rlopt.run.folder import read_json
 
     rows: list[list[float]] = []
