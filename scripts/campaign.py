@@ -52,7 +52,6 @@ commit trains which claims), makes the checkouts and resumes the unfinished clai
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sqlite3
@@ -152,19 +151,11 @@ def _progress_so_far(run_dir: Path) -> dict[str, object]:
     """What the bundle keeps of a run in flight whose folder it cannot commit, so the compute spent on it
     still shows (a SAC run's replay buffer outgrows :data:`MAX_CHECKPOINT_BYTES` long before a long run
     ends): its commit and ``[timesteps, mean return, wall time s]`` of each evaluation so far."""
-    from rlopt.run.folder import read_json
+    from rlopt.run.folder import read_eval_rows, read_json
 
-    rows: list[list[float]] = []
-    if (run_dir / "eval.csv").is_file():
-        with (run_dir / "eval.csv").open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                try:
-                    rows.append([int(float(row["timesteps"])), float(row["mean_return"]),
-                                 float(row["wall_time_s"])])
-                except (KeyError, TypeError, ValueError):
-                    continue  # a row being written while we read
     commit = str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
-    return {"commit": commit, "evaluations": rows}
+    return {"commit": commit,
+            "evaluations": read_eval_rows(run_dir / "eval.csv", ("timesteps", "mean_return", "wall_time_s"))}
 
 
 def _checkpoint_steps(run_dir: Path) -> int | None:

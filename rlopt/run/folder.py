@@ -21,19 +21,25 @@ from rlopt.run.evaluation import EVAL_CSV_COLUMNS
 
 log = logging.getLogger(__name__)
 
-def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(timesteps, mean_return)`` of a run's ``eval.csv`` (empty arrays if it has no rows yet)."""
-    steps: list[int] = []
-    returns: list[float] = []
+def read_eval_rows(path: Path, columns: tuple[str, ...]) -> list[list[float]]:
+    """The ``columns`` of each complete row of a run's ``eval.csv`` (``timesteps`` as an int; no rows if
+    the file is missing)."""
+    rows: list[list[float]] = []
     if path.is_file():
         with path.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 try:
-                    steps.append(int(float(row["timesteps"])))
-                    returns.append(float(row["mean_return"]))
+                    rows.append([int(float(row[c])) if c == "timesteps" else float(row[c]) for c in columns])
                 except (KeyError, TypeError, ValueError):
                     continue  # a row being written while we read
-    return np.asarray(steps, dtype=np.int64), np.asarray(returns, dtype=np.float64)
+    return rows
+
+
+def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(timesteps, mean_return)`` of a run's ``eval.csv`` (empty arrays if it has no rows yet)."""
+    rows = read_eval_rows(path, ("timesteps", "mean_return"))
+    return (np.asarray([r[0] for r in rows], dtype=np.int64),
+            np.asarray([r[1] for r in rows], dtype=np.float64))
 
 
 def read_json(path: Path) -> dict[str, Any]:
