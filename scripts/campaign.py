@@ -147,14 +147,28 @@ def _copy_run(run_dir: Path, target: Path, names: tuple[str, ...]) -> None:
             atomic.copy_file(run_dir / name, target / name)
 
 
+def _short_commit(run_dir: Path) -> str:
+    """The first 7 hex digits of the commit that made a run (its ``versions.json``; "" if unknown)."""
+    from rlopt.run.folder import read_json
+
+    return str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
+
+
+def _return_cells(returns: list[float]) -> list[str]:
+    """A run's first, last, mean-of-last-5 and best evaluation returns as table cells ("—" if none)."""
+    if not returns:
+        return ["—"] * 4
+    last = returns[-5:]
+    return [f"{value:,.0f}" for value in (returns[0], returns[-1], sum(last) / len(last), max(returns))]
+
+
 def _progress_so_far(run_dir: Path) -> dict[str, object]:
     """What the bundle keeps of a run in flight whose folder it cannot commit, so the compute spent on it
     still shows (a SAC run's replay buffer outgrows :data:`MAX_CHECKPOINT_BYTES` long before a long run
     ends): its commit and ``[timesteps, mean return, wall time s]`` of each evaluation so far."""
-    from rlopt.run.folder import read_eval_rows, read_json
+    from rlopt.run.folder import read_eval_rows
 
-    commit = str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
-    return {"commit": commit,
+    return {"commit": _short_commit(run_dir),
             "evaluations": read_eval_rows(run_dir / "eval.csv", ("timesteps", "mean_return", "wall_time_s"))}
 
 
@@ -227,20 +241,16 @@ def write_progress_table(bundle: Path) -> Path:
         run_dir = metrics_path.parent
         name = str(run_dir.relative_to(bundle))
         metrics = read_json(metrics_path)
-        commit = str(read_json(run_dir / "versions.json").get("git_commit") or "")[:7]
+        commit = _short_commit(run_dir)
         returns = read_eval_csv(run_dir / "eval.csv")[1].tolist()
         finished = metrics.get("status") in FINISHED
         steps = metrics.get("timesteps_done") if finished else checkpoints.get(name)
-        last = returns[-5:]
         cells = [
             f"`{name}`",
             str(metrics.get("status", "?")) + ("" if finished else " (checkpointed)" if steps else "")
             + (f" (copy of `{metrics[COPIED_FROM]}`)" if metrics.get(COPIED_FROM) else ""),
             f"{steps:,}" if isinstance(steps, int) else "—",
-            f"{returns[0]:,.0f}" if returns else "—",
-            f"{returns[-1]:,.0f}" if returns else "—",
-            f"{sum(last) / len(last):,.0f}" if last else "—",
-            f"{max(returns):,.0f}" if returns else "—",
+            *_return_cells(returns),
             f"{metrics['wall_time_s'] / 3600:.2f}" if finished and "wall_time_s" in metrics else "—",
             ", ".join(f"{s:,}" for s in metrics.get("resumed_from", [])) or "—",
             commit or "—",
@@ -290,16 +300,11 @@ def _uncommitted_runs_table(progress: dict[str, Any]) -> list[str]:
     ]
     for entry in entries:
         evaluations = entry["evaluations"]
-        returns = [row[1] for row in evaluations]
-        last = returns[-5:]
         rows.append("| " + " | ".join([
             f"`{entry['run']}`",
             f"{int(evaluations[-1][0]):,}" if evaluations else "—",
             str(len(evaluations)),
-            f"{returns[0]:,.0f}" if returns else "—",
-            f"{returns[-1]:,.0f}" if returns else "—",
-            f"{sum(last) / len(last):,.0f}" if last else "—",
-            f"{max(returns):,.0f}" if returns else "—",
+            *_return_cells([row[1] for row in evaluations]),
             f"{evaluations[-1][2] / 3600:.2f}" if evaluations else "—",
             str(entry.get("commit") or "—"),
             str(entry["not_committed"]),
